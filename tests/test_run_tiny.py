@@ -1,0 +1,124 @@
+"""End to end on the tiny models: real vLLM, diffusers and Ray, one pair per category."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from tests.conftest import tiny_config, write_config
+from vipo_build.shards.plan import ShardPlan
+
+CATEGORIES = ["aesthetics", "composition", "text_image_alignment", "text_rendering", "human_quality",
+              "motion_quality", "visual_quality", "video_text_alignment"]
+
+
+def vipo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vipo_build.cli", *args], capture_output=True, text=True, timeout=1500)
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_models) -> tuple[Path, Path, ShardPlan]:
+    work = tmp_path_factory.mktemp("tiny")
+    config = tiny_config(output=str(work / "out"))
+    for name in config["categories"]:
+        config["categories"][name]["pairs"] = 1
+    config["shards"]["pairs_per_shard"] = 3
+    path = write_config(work / "tiny1.yaml", config)
+    result = vipo("run", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = ShardPlan(config["shards"]["name"], {c: 1 for c in config["categories"]}, 3)
+    return path, work / "out", plan
+
+
+def test_counts_agree_everywhere(tiny_run):
+    _, root, plan = tiny_run
+    shards = root / "shards"
+    assert sorted(p.name for p in shards.glob("*.json")) == [f"{plan.shard_name(s)}.json" for s in range(plan.num_shards)]
+    keys: list[str] = []
+    for s in range(plan.num_shards):
+        name = plan.shard_name(s)
+        record = json.loads((shards / f"{name}.json").read_text())
+        manifest = pq.read_table(shards / f"{name}.parquet")
+        samples = list(wds.WebDataset(str(shards / f"{name}.tar"), shardshuffle=False))
+        assert record["pairs"] == manifest.num_rows == len(samples) == sum(plan.counts(s).values())
+        assert record["categories"] == {c: n for c, n in sorted(plan.counts(s).items()) if n}
+        assert [x["__key__"] for x in samples] == manifest.column("key").to_pylist()
+        for f in record["files"].values():
+            assert hashlib.sha256((shards / f["name"]).read_bytes()).hexdigest() == f["sha256"]
+        for sample, row in zip(samples, manifest.to_pylist()):
+            meta = json.loads(sample["json"])
+            assert meta["category"] == row["category"] and sample["prompt.txt"].decode() == row["prompt"]
+            assert meta["judge"]["vote_share"] > 0.5 and meta["judge"]["order_consistent"]
+            if row["modality"] == "image":
+                assert Image.open(io.BytesIO(sample["chosen.jpg"])).size == (64, 64)
+                assert Image.open(io.BytesIO(sample["rejected.jpg"])).size == (64, 64)
+                assert hashlib.sha256(sample["chosen.jpg"]).hexdigest() == row["chosen_sha256"]
+            else:
+                assert sample["chosen.mp4"][4:8] == b"ftyp" and row["frames"] == 9
+            keys.append(sample["__key__"])
+    assert len(keys) == len(set(keys)) == plan.total_pairs
+    categories = sorted(k.rsplit("-u", 1)[0] for k in keys)
+    assert categories == sorted(CATEGORIES)
+
+
+def test_rerun_of_finished_run_writes_nothing(tiny_run):
+    config, root, _ = tiny_run
+    before = snapshot(root)
+    result = vipo("run", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "nothing to do" in result.stdout
+    assert snapshot(root) == before
+
+
+def test_interrupted_run_rebuilds_missing_shards_only(tiny_run, tmp_path):
+    config, root, plan = tiny_run
+    copy = tmp_path / "out"
+    shutil.copytree(root, copy)
+    victim = plan.shard_name(1)
+    original = {ext: (copy / "shards" / f"{victim}.{ext}").read_bytes() for ext in ("tar", "parquet", "json")}
+    # as if killed after the tar was written: no manifest, no commit record
+    (copy / "shards" / f"{victim}.json").unlink()
+    (copy / "shards" / f"{victim}.parquet").unlink()
+    before = snapshot(copy)
+    result = vipo("run", str(config), "--out", str(copy))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{plan.num_shards - 1} of {plan.num_shards} shards already committed" in result.stdout
+    after = snapshot(copy)
+    changed = sorted(k for k in after if before.get(k) != after[k])
+    assert changed == [f"shards/{victim}.json", f"shards/{victim}.parquet", f"shards/{victim}.tar", "summary.json"]
+    for ext, data in original.items():
+        assert (copy / "shards" / f"{victim}.{ext}").read_bytes() == data
+
+
+def test_changed_config_refuses_to_resume(tiny_run, tmp_path):
+    config, root, _ = tiny_run
+    changed = tiny_config(output=str(root))
+    for name in changed["categories"]:
+        changed["categories"][name]["pairs"] = 1
+    changed["shards"]["pairs_per_shard"] = 3
+    changed["judge"]["threshold"] = 0.9
+    before = snapshot(root)
+    result = vipo("run", str(write_config(tmp_path / "changed.yaml", changed)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {root}: this root was built with a different config; changed fields: judge.threshold "
+        "(restore them or use another --out)"
+    )
+    assert snapshot(root) == before

@@ -1,0 +1,86 @@
+"""The `vipo-build` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vipo_build.errors import VipoError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+models_app = typer.Typer(no_args_is_help=True, help="Models the pipelines use.")
+app.add_typer(models_app, name="models")
+console = Console(soft_wrap=True)  # messages stay on one line; tables still fit the terminal
+
+SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
+
+
+def _fail(err: VipoError) -> None:
+    Console(stderr=True).print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="Pipeline YAML, e.g. pipelines/tiny.yaml."),
+    out: Optional[str] = typer.Option(None, "--out", help="Dataset root (path or fsspec URL); default: the config's output."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan without loading any model."),
+) -> None:
+    """Run (or resume) a pipeline: prompts -> candidates -> judged pairs -> committed shards."""
+    from vipo_build.run import prepare, run as run_pipeline
+
+    try:
+        if dry_run:
+            show_plan(*prepare(config, out))
+            return
+        run_pipeline(config, out, console)
+    except VipoError as err:
+        _fail(err)
+
+
+def show_plan(config, plan, root: str) -> None:
+    table = Table(title=f"{config.name}: {plan.total_pairs:,} pairs in {plan.num_shards:,} shards -> {root}")
+    for column in ("category", "modality", "pairs", "share", "per shard", "first-round prompts"):
+        table.add_column(column, justify="left" if column in ("category", "modality") else "right")
+    unit = config.generate.unit_size
+    for i, (name, pairs) in enumerate(plan.quotas.items()):
+        per_shard = plan.count_matrix[:, i]
+        prompts = -(-int(pairs * config.prompts.overgen) // unit) * unit
+        table.add_row(name, config.category(name).modality, f"{pairs:,}", f"{pairs / plan.total_pairs:.1%}",
+                      f"{per_shard.min()}-{per_shard.max()}", f"{prompts:,}")
+    console.print(table)
+    generators = ", ".join(f"{g.name} ({g.modality}, {g.model})" for g in config.generate.generators)
+    console.print(f"generators: {generators}", soft_wrap=True)
+    console.print(f"judge: {config.judge.engine.model}, {config.judge.votes} votes x 2 orders, threshold {config.judge.threshold}", soft_wrap=True)
+    console.print(f"prompt LLM: {config.prompts.engine.model}", soft_wrap=True)
+
+
+@app.command()
+def schema(out: Path = typer.Option(SCHEMAS_DIR, "--out", help="Folder for the JSON Schema files.")) -> None:
+    """Write the JSON Schemas of the pipeline config, manifest row and sample json."""
+    from vipo_build.schemas import write_schemas
+
+    for path in write_schemas(out):
+        console.print(f"wrote {path}")
+
+
+@models_app.command("make-tiny")
+def make_tiny(out: Path = typer.Argument(..., help="Folder for the tiny models.")) -> None:
+    """Build tiny random-weight models (same classes as production) for tests and the embedded default."""
+    from vipo_build.models.tiny import make_tiny_models
+
+    for name, path in make_tiny_models(out).items():
+        console.print(f"{name}: {path}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

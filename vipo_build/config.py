@@ -1,0 +1,300 @@
+"""The pipeline configuration: pydantic models of a pipeline YAML, and its loader.
+
+Every field is documented (the docs land in `schemas/pipeline.schema.json`); unknown keys are
+rejected; errors name the file and the YAML path, e.g. `pipelines/x.yaml: judge.votes: must be >= 1`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vipo_build.errors import VipoError
+from vipo_build.prompts.categories import Category, Modality, known_categories, load_category
+
+PairStrategy = Literal["cross_model", "cross_seed"]
+ImageFormat = Literal["jpg", "png", "webp"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PoolConfig(Strict):
+    """A Ray actor pool: the model is loaded once per actor."""
+
+    actors: int = Field(1, ge=1, description="Number of actors (model replicas) in the pool.")
+    num_gpus: float = Field(0, ge=0, description="GPUs reserved per actor (0 on CPU machines).")
+    num_cpus: float = Field(1, ge=0, description="CPUs reserved per actor.")
+    max_restarts: int = Field(3, ge=0, description="Times Ray restarts a dead actor before the run fails.")
+
+
+class EngineConfig(Strict):
+    """A vLLM engine (`vllm.LLM`) serving a model."""
+
+    model: str = Field(description="Hub id (org/name) or local directory (absolute, or relative to the config file).")
+    load_format: str = Field("auto", description='vLLM load format; "dummy" gives random weights without reading a checkpoint.')
+    dtype: str = Field("auto", description="Weights dtype, e.g. bfloat16.")
+    max_model_len: int | None = Field(None, ge=128, description="Context length; defaults to the model's.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of accelerator memory (of RAM on CPU) for weights and KV cache.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans.")
+    enforce_eager: bool = Field(False, description="Skip CUDA graph capture (faster start, slower decode).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments for vllm.LLM, passed as-is.")
+
+
+class CategoryConfig(Strict):
+    """How many pairs of one category the dataset holds."""
+
+    pairs: int | None = Field(None, ge=1, description="Kept pairs of this category; default: total_pairs times share.")
+    share: float | None = Field(None, gt=0, le=1, description="Share of total_pairs; default: the category file's default_share.")
+    pair_strategies: dict[PairStrategy, float] | None = Field(
+        None, description="Mix of pair strategies for this category; default: generate.pair_strategies."
+    )
+
+
+class PromptStageConfig(Strict):
+    """Prompt expansion: an instruction LLM turns seed subjects into detailed prompts."""
+
+    engine: EngineConfig
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    overgen: float = Field(1.5, ge=1, description="Prompts expanded per planned pair in the first round.")
+    max_rounds: int = Field(5, ge=1, description="Expansion rounds before a category that misses its quota fails the run.")
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature of the expansion LLM.")
+    max_tokens: int = Field(400, ge=8, description="Token limit of one expansion answer (leave room for max_chars).")
+    max_chars: int = Field(600, ge=16, description="Longest prompt the LLM may write (a JSON-schema bound).")
+    min_chars: int = Field(10, ge=1, description="Shorter expanded prompts are dropped (reason: too_short).")
+
+
+class GeneratorConfig(Strict):
+    """One generator: a diffusers pipeline and its sampling settings."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Name recorded with every candidate.")
+    model: str = Field(description="Hub id (org/name) or local directory (absolute, or relative to the config file).")
+    modality: Modality
+    steps: int = Field(28, ge=1, description="Denoising steps.")
+    guidance: float | None = Field(None, ge=0, description="Guidance scale; default: the pipeline's.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("bfloat16", description="Weights dtype.")
+    batch_size: int = Field(4, ge=1, description="Prompts per pipeline call.")
+    call_options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments for the pipeline call, passed as-is.")
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+
+
+class ImageOutputConfig(Strict):
+    width: int = Field(1024, ge=16, multiple_of=16)
+    height: int = Field(1024, ge=16, multiple_of=16)
+    format: ImageFormat = "jpg"
+    quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality.")
+
+
+class VideoOutputConfig(Strict):
+    width: int = Field(1280, ge=16, multiple_of=16)
+    height: int = Field(720, ge=16, multiple_of=16)
+    frames: int = Field(81, ge=1, description="Frames per clip (Wan wants 4k+1).")
+    fps: int = Field(16, ge=1)
+
+
+class GenerateStageConfig(Strict):
+    """Candidate generation."""
+
+    unit_size: int = Field(16, ge=1, description="Prompts per work unit (generated and judged as one batch).")
+    pair_strategies: dict[PairStrategy, float] = Field(
+        default_factory=lambda: {"cross_model": 1.0}, description="Default mix of pair strategies (weights)."
+    )
+    image: ImageOutputConfig = Field(default_factory=ImageOutputConfig)
+    video: VideoOutputConfig = Field(default_factory=VideoOutputConfig)
+    generators: list[GeneratorConfig] = Field(min_length=1)
+
+    @field_validator("generators")
+    @classmethod
+    def _unique_names(cls, generators: list[GeneratorConfig]) -> list[GeneratorConfig]:
+        names = [g.name for g in generators]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"generator names must be unique, repeated: {', '.join(dupes)}")
+        return generators
+
+
+class JudgeStageConfig(Strict):
+    """Pairwise judging by a VLM, both orders, k votes per order."""
+
+    engine: EngineConfig
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    votes: int = Field(3, ge=1, description="Votes per order (distinct seeds); 2 x votes answers per pair.")
+    threshold: float = Field(0.75, gt=0.5, le=1, description="Least share of all votes the winner needs for the pair to be kept.")
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature of the judge.")
+    max_tokens: int = Field(256, ge=16, description="Token limit of one answer (leave room for reason_chars).")
+    reason_chars: int = Field(200, ge=0, description="Longest reason the judge may give; 0 asks for none.")
+    image_size: int = Field(448, ge=16, description="Longest side of the images the judge sees.")
+    video_frames: int = Field(8, ge=1, description="Frames sampled uniformly from a clip, shown as one contact sheet.")
+
+
+class ShardConfig(Strict):
+    name: str = Field("vipo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="Shard file prefix.")
+    pairs_per_shard: int = Field(1000, ge=1)
+
+
+class RayConfig(Strict):
+    address: str | None = Field(None, description="Cluster address; default: $RAY_ADDRESS, else a local Ray.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all).")
+    object_store_mb: int | None = Field(None, ge=78, description="Object store size of a local Ray.")
+
+
+class PipelineConfig(Strict):
+    """A vipo-build pipeline."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    seed: int = Field(0, ge=0, description="Seed of every random choice; same config and seed give the same dataset.")
+    output: str = Field(description="Dataset root: a local path (relative to the config file) or any fsspec URL.")
+    total_pairs: int | None = Field(None, ge=1, description="Total kept pairs, split by category shares.")
+    categories: dict[str, CategoryConfig] = Field(min_length=1, description="Categories (files in prompts/) and quotas.")
+    prompts: PromptStageConfig
+    generate: GenerateStageConfig
+    judge: JudgeStageConfig
+    shards: ShardConfig = Field(default_factory=ShardConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, categories: dict[str, CategoryConfig]) -> dict[str, CategoryConfig]:
+        known = known_categories()
+        for name in categories:
+            if name not in known:
+                raise ValueError(f"unknown category {name!r} (known: {', '.join(known)})")
+        return categories
+
+    @model_validator(mode="after")
+    def _quotas_resolvable(self) -> PipelineConfig:
+        if self.total_pairs is None:
+            missing = [n for n, c in self.categories.items() if c.pairs is None]
+            if missing:
+                raise ValueError(f"categories {missing} have no pairs and total_pairs is not set")
+        modalities = {g.modality for g in self.generate.generators}
+        for name in self.categories:
+            category = load_category(name)
+            if category.modality not in modalities:
+                raise ValueError(f"category {name!r} needs a {category.modality} generator, none is configured")
+            strategies = self.strategies_for(name)
+            same_modality = [g for g in self.generate.generators if g.modality == category.modality]
+            if strategies.get("cross_model", 0) > 0 and len(same_modality) < 2:
+                raise ValueError(
+                    f"category {name!r} uses cross_model pairs but only {len(same_modality)} "
+                    f"{category.modality} generator is configured"
+                )
+        return self
+
+    # Derived views -----------------------------------------------------------------------
+
+    def category(self, name: str) -> Category:
+        return load_category(name)
+
+    def strategies_for(self, category: str) -> dict[str, float]:
+        mix = self.categories[category].pair_strategies or self.generate.pair_strategies
+        return {k: v for k, v in mix.items() if v > 0}
+
+    def quotas(self) -> dict[str, int]:
+        """Kept pairs per category; shares of total_pairs split by largest remainder so they sum exactly."""
+        fixed = {n: c.pairs for n, c in self.categories.items() if c.pairs is not None}
+        shared = {n: (c.share or load_category(n).default_share) for n, c in self.categories.items() if c.pairs is None}
+        if not shared:
+            return fixed
+        rest = (self.total_pairs or 0) - sum(fixed.values())
+        weight = sum(shared.values())
+        exact = {n: rest * s / weight for n, s in shared.items()}
+        floors = {n: math.floor(x) for n, x in exact.items()}
+        leftover = rest - sum(floors.values())
+        for n in sorted(exact, key=lambda n: (floors[n] - exact[n], n))[:leftover]:
+            floors[n] += 1
+        return {n: fixed.get(n, floors.get(n)) for n in self.categories}
+
+    def generators_for(self, modality: str) -> list[GeneratorConfig]:
+        return [g for g in self.generate.generators if g.modality == modality]
+
+    def output_hash(self) -> str:
+        """Hash of every field that changes the dataset's bytes (pool sizes and Ray settings do not)."""
+        return hashlib.sha256(json.dumps(output_fields(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Fields that only change how fast a run goes, never what it writes.
+RUNTIME_ONLY = ("pool", "ray", "output", "batch_size")
+
+
+def output_fields(config: PipelineConfig) -> dict[str, Any]:
+    """The config as a flat {dotted.path: value} dict without the runtime-only fields."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                if key not in RUNTIME_ONLY:
+                    walk(f"{prefix}.{key}" if prefix else str(key), sub)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for i, sub in enumerate(value):
+                walk(f"{prefix}[{i}]", sub)
+        else:
+            flat[prefix] = value
+
+    walk("", config.model_dump(mode="json"))
+    return flat
+
+
+# Loading -------------------------------------------------------------------------------
+
+_MESSAGES = {
+    "extra_forbidden": lambda e: "unknown key",
+    "missing": lambda e: "required field is missing",
+    "greater_than_equal": lambda e: f"must be >= {e['ctx']['ge']}",
+    "greater_than": lambda e: f"must be > {e['ctx']['gt']}",
+    "less_than_equal": lambda e: f"must be <= {e['ctx']['le']}",
+    "less_than": lambda e: f"must be < {e['ctx']['lt']}",
+    "literal_error": lambda e: f"must be one of {e['ctx']['expected']}",
+    "multiple_of": lambda e: f"must be a multiple of {e['ctx']['multiple_of']}",
+    "too_short": lambda e: f"must have at least {e['ctx']['min_length']} item(s)",
+}
+
+
+def _format_error(error: dict[str, Any]) -> str:
+    path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in error["loc"]).replace(".[", "[")
+    render = _MESSAGES.get(error["type"])
+    message = render(error) if render else error["msg"].removeprefix("Value error, ")
+    return f"{path}: {message}" if path else message
+
+
+def load_config(path: str | Path) -> tuple[PipelineConfig, Path]:
+    """Read and validate a pipeline YAML; returns the config and the file's directory.
+
+    Raises VipoError with one line: `FILE: yaml.path: what is wrong`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VipoError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise VipoError(f"{path}: {where}bad YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise VipoError(f"{path}: bad YAML: expected a mapping at the top level")
+    try:
+        config = PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise VipoError(f"{path}: {_format_error(err.errors()[0])}") from None
+    return config, path.resolve().parent
+
+
+def resolve_model(model: str, base: Path) -> str:
+    """A local model path made absolute (relative paths are relative to the config file), or a hub id as-is."""
+    if model.startswith(("/", "./", "../", "~")):
+        return str((base / Path(model).expanduser()).resolve())
+    return model
+
+
+def is_local_model(model: str) -> bool:
+    return model.startswith("/")

@@ -1,0 +1,58 @@
+"""A generator actor: one diffusers pipeline, loaded once, turning candidate specs into pixels."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from vipo_build.config import GeneratorConfig
+from vipo_build.records import CandidateSpec
+
+class Generator:
+    """Runs as a Ray actor (see runtime/pools.py); returns raw uint8 pixels, encoding happens on CPU workers."""
+
+    def __init__(self, generator: GeneratorConfig):
+        import torch
+        from diffusers import DiffusionPipeline
+
+        self.config = generator
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.pipeline = DiffusionPipeline.from_pretrained(
+            generator.model, torch_dtype=getattr(torch, generator.dtype)
+        ).to(self.device)
+        self.pipeline.set_progress_bar_config(disable=True)
+
+    def generate(self, specs: list[CandidateSpec], prompts: list[str]) -> tuple[list[np.ndarray], float]:
+        """Pixels of each spec ((H, W, 3) or (frames, H, W, 3) uint8) and the seconds spent.
+
+        Each candidate gets its own torch.Generator, so its pixels depend on its seed, not on
+        which other candidates share the batch.
+        """
+        import torch
+
+        from vipo_build.generate.encode import to_uint8
+
+        start = time.perf_counter()
+        out: list[np.ndarray] = []
+        size = self.config.batch_size
+        for lo in range(0, len(specs), size):
+            batch, texts = specs[lo : lo + size], prompts[lo : lo + size]
+            spec = batch[0]
+            kwargs = {
+                "prompt": texts,
+                "height": spec.height,
+                "width": spec.width,
+                "num_inference_steps": self.config.steps,
+                "generator": [torch.Generator(self.device).manual_seed(s.seed) for s in batch],
+                "output_type": "np",
+                **self.config.call_options,
+            }
+            if self.config.guidance is not None:
+                kwargs["guidance_scale"] = self.config.guidance
+            if self.config.modality == "video":
+                result = self.pipeline(num_frames=spec.frames, **kwargs).frames
+            else:
+                result = self.pipeline(**kwargs).images
+            out.extend(to_uint8(np.asarray(x)) for x in result)
+        return out, time.perf_counter() - start

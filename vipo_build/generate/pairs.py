@@ -1,0 +1,35 @@
+"""Pair strategies: which two candidates each prompt gets. Every choice is seeded by the prompt id."""
+
+from __future__ import annotations
+
+import random
+
+from vipo_build.config import PipelineConfig
+from vipo_build.records import CandidateSpec, Prompt
+from vipo_build.seeding import derive_seed
+
+
+def candidate_specs(config: PipelineConfig, prompt: Prompt) -> tuple[CandidateSpec, CandidateSpec]:
+    """The two candidates of a prompt's pair.
+
+    cross_model: two different generators, one seed each; cross_seed: one generator, two seeds.
+    """
+    rng = random.Random(derive_seed(config.seed, "pair", prompt.id))
+    strategies = config.strategies_for(prompt.category)
+    strategy = rng.choices(sorted(strategies), weights=[strategies[s] for s in sorted(strategies)])[0]
+    generators = [g.name for g in config.generators_for(prompt.modality)]
+    if strategy == "cross_model":
+        names = rng.sample(generators, 2)
+    else:
+        names = [rng.choice(generators)] * 2
+    if prompt.modality == "image":
+        out = config.generate.image
+        size = {"width": out.width, "height": out.height, "frames": 1, "fps": None}
+    else:
+        out = config.generate.video
+        size = {"width": out.width, "height": out.height, "frames": out.frames, "fps": out.fps}
+    return tuple(
+        CandidateSpec(prompt_id=prompt.id, side=side, generator=name,
+                      seed=derive_seed(config.seed, "candidate", prompt.id, side), **size)
+        for side, name in enumerate(names)
+    )

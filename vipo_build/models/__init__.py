@@ -1,0 +1,1 @@
+"""Model helpers: tiny random-weight models built locally for CPU runs and tests."""

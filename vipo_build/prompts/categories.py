@@ -1,0 +1,76 @@
+"""Categories are data: one YAML file per category in the project's `prompts/` folder."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vipo_build.errors import VipoError
+
+CATEGORIES_DIR = Path(__file__).resolve().parents[2] / "prompts"
+
+Modality = Literal["image", "video"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dimension(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Score key in the judge's answer.")
+    description: str = Field(description="What a 5 and a 1 mean on this dimension.")
+
+
+class Rubric(_Strict):
+    criteria: list[str] = Field(min_length=1, description="Ordered criteria, most important first.")
+    dimensions: list[Dimension] = Field(min_length=1, description="Dimensions the judge scores 1-5.")
+    critical: list[str] = Field(
+        default_factory=list, description="Dimensions the chosen candidate must not lose on."
+    )
+
+    @model_validator(mode="after")
+    def _critical_are_dimensions(self) -> Rubric:
+        names = {d.name for d in self.dimensions}
+        unknown = [c for c in self.critical if c not in names]
+        if unknown:
+            raise ValueError(f"critical dimensions {unknown} are not among the dimensions {sorted(names)}")
+        return self
+
+    @property
+    def dimension_names(self) -> list[str]:
+        return [d.name for d in self.dimensions]
+
+
+class Expansion(_Strict):
+    instructions: str = Field(description="Instructions to the LLM that turns a seed subject into a prompt.")
+
+
+class Category(_Strict):
+    name: str
+    modality: Modality
+    description: str
+    default_share: float = Field(gt=0, le=1)
+    expansion: Expansion
+    rubric: Rubric
+    seeds: list[str] = Field(min_length=50, description="Seed subjects the expansion starts from.")
+
+
+@cache
+def load_category(name: str, directory: Path = CATEGORIES_DIR) -> Category:
+    path = directory / f"{name}.yaml"
+    if not path.is_file():
+        raise VipoError(f"unknown category {name!r} (known: {', '.join(known_categories(directory))})")
+    try:
+        data = yaml.safe_load(path.read_text())
+        return Category.model_validate(data)
+    except (yaml.YAMLError, ValidationError) as err:
+        first = str(err).splitlines()[0:3]
+        raise VipoError(f"{path}: invalid category file: {' '.join(first)}") from None
+
+
+def known_categories(directory: Path = CATEGORIES_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))

@@ -1,0 +1,125 @@
+"""Prompt expansion: an instruction LLM (vLLM) turns seed subjects into detailed prompts, as JSON."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from vipo_build.config import PromptStageConfig
+from vipo_build.prompts.categories import Category
+from vipo_build.records import Prompt
+from vipo_build.runtime.vllm_engine import chat_json, start_engine
+from vipo_build.seeding import derive_seed
+
+
+def expansion_schema(max_chars: int) -> dict:
+    """The answer: the prompt and the checkable constraints it carries (bounded, so answers fit max_tokens)."""
+    return {
+        "type": "object",
+        "properties": {
+            "prompt": {"type": "string", "maxLength": max_chars},
+            "constraints": {"type": "array", "items": {"type": "string", "maxLength": max_chars // 5}, "maxItems": 4},
+        },
+        "required": ["prompt", "constraints"],
+        "additionalProperties": False,
+    }
+
+
+@dataclass(frozen=True)
+class ExpansionRequest:
+    category: str
+    unit: int
+    index: int
+    seed_subject: str
+    seed: int
+
+
+def unit_requests(category: Category, run_seed: int, unit: int, size: int) -> list[ExpansionRequest]:
+    """The fixed requests of one work unit: seed subjects and sampling seeds depend only on (seed, category, unit)."""
+    rng = random.Random(derive_seed(run_seed, "subjects", category.name, unit))
+    return [
+        ExpansionRequest(category.name, unit, i, rng.choice(category.seeds), derive_seed(run_seed, "expand", category.name, unit, i))
+        for i in range(size)
+    ]
+
+
+def conversation(category: Category, subject: str) -> list[dict]:
+    medium = "text-to-image" if category.modality == "image" else "text-to-video"
+    return [
+        {"role": "system", "content": f"You write {medium} prompts. {category.expansion.instructions}"},
+        {"role": "user", "content": f"Seed subject: {subject}\nAnswer in JSON: the prompt and the list of checkable constraints it contains."},
+    ]
+
+
+class PromptExpander:
+    """Runs as a Ray actor (see runtime/pools.py)."""
+
+    def __init__(self, stage: PromptStageConfig, seed: int):
+        self.stage = stage
+        self.llm = start_engine(stage.engine, seed)
+
+    def expand(self, category: Category, requests: list[ExpansionRequest]) -> tuple[list[dict | None], float]:
+        start = time.perf_counter()
+        answers = chat_json(
+            self.llm,
+            [conversation(category, r.seed_subject) for r in requests],
+            [r.seed for r in requests],
+            expansion_schema(self.stage.max_chars),
+            self.stage.temperature,
+            self.stage.max_tokens,
+        )
+        return answers, time.perf_counter() - start
+
+
+def normalise(text: str) -> str:
+    """Text as compared for exact duplicates: case, punctuation and spacing ignored."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def accept(
+    category: Category,
+    requests: list[ExpansionRequest],
+    answers: list[dict | None],
+    seen: set[str],
+    min_chars: int,
+    round_: int,
+    model: str,
+    drops: Counter,
+) -> list[Prompt]:
+    """Prompts of a unit that pass the filters, in request order; `seen` and `drops` are updated.
+
+    Units are accepted in unit order, so which duplicate survives never depends on scheduling.
+    """
+    kept = []
+    for request, answer in zip(requests, answers):
+        if answer is None or not isinstance(answer.get("prompt"), str):
+            drops["malformed"] += 1
+            continue
+        text = " ".join(answer["prompt"].split())
+        if len(text) < min_chars:
+            drops["too_short"] += 1
+            continue
+        key = normalise(text)
+        if key in seen:
+            drops["duplicate"] += 1
+            continue
+        seen.add(key)
+        constraints = [c for c in answer.get("constraints", []) if isinstance(c, str)]
+        kept.append(
+            Prompt(
+                id=f"{category.name}-u{request.unit:06d}-p{request.index:03d}",
+                category=category.name,
+                modality=category.modality,
+                unit=request.unit,
+                index=request.index,
+                round=round_,
+                seed_subject=request.seed_subject,
+                text=text,
+                constraints=constraints,
+                expansion_model=model,
+            )
+        )
+    return kept

@@ -1,0 +1,86 @@
+"""Records that cross stage boundaries: Prompt -> Candidate -> Vote/Verdict -> Pair."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vipo_build.prompts.categories import Modality
+
+Winner = Literal["A", "B", "tie"]
+Order = Literal["AB", "BA"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Prompt(Record):
+    """One expanded prompt; `unit` and `index` place it in its category's fixed work units."""
+
+    id: str = Field(description="Stable id: {category}-u{unit}-p{index}.")
+    category: str
+    modality: Modality
+    unit: int
+    index: int
+    round: int = Field(description="Expansion round that produced it.")
+    seed_subject: str
+    text: str
+    constraints: list[str] = Field(default_factory=list, description="Checkable constraints the LLM says the prompt carries.")
+    expansion_model: str
+
+
+class CandidateSpec(Record):
+    """What to generate: everything that determines a candidate's pixels."""
+
+    prompt_id: str
+    side: int = Field(ge=0, le=1, description="0 or 1: the two candidates of a pair.")
+    generator: str
+    seed: int
+    width: int
+    height: int
+    frames: int = Field(1, description="1 for images.")
+    fps: int | None = None
+
+
+class Candidate(CandidateSpec):
+    """A generated, encoded candidate."""
+
+    format: str = Field(description="File extension of media: jpg, png, webp or mp4.")
+    media: bytes
+
+
+class Vote(Record):
+    """One judge answer, mapped back to candidate sides."""
+
+    order: Order = Field(description="AB: side 0 shown first; BA: side 1 shown first.")
+    sample: int
+    seed: int
+    winner_side: int | None = Field(description="0, 1, or None for a tie or an unusable answer.")
+    scores: list[dict[str, int]] = Field(description="Per-dimension 1-5 scores of side 0 and side 1.")
+    valid: bool = True
+
+
+class Verdict(Record):
+    """The aggregated judgement of one pair and why it was kept or dropped."""
+
+    pair_id: str
+    kept: bool
+    reason: str = Field(description="kept, tie, low_agreement, order_inconsistent, critical_conflict or judge_error.")
+    chosen_side: int | None
+    vote_share: float = Field(description="Votes for the winner over all votes.")
+    order_consistent: bool = Field(description="Both presentation orders picked the same winner.")
+    votes_for: list[int] = Field(description="Votes for side 0, side 1, tie.")
+    mean_scores: list[dict[str, float]] = Field(description="Mean per-dimension scores of side 0 and side 1.")
+    votes: list[Vote]
+
+
+class Pair(Record):
+    """A kept pair, as written to a shard."""
+
+    key: str = Field(description="Stable pair id: {category}-u{unit}-p{index}.")
+    prompt: Prompt
+    chosen: Candidate
+    rejected: Candidate
+    verdict: Verdict

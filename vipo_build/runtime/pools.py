@@ -1,0 +1,111 @@
+"""Ray set-up, actor pools and the event loop that drives them.
+
+Each GPU stage is a pool of long-lived actors (the model loads once per actor). The driver
+reacts to finished object refs with callbacks, so several pools (prompt LLM, one per generator,
+judge) and CPU tasks run at once and no stage waits on another's batch. `ray.util.ActorPool`
+serves one pool at a time; this loop waits on all of them together.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from typing import Callable
+
+import ray
+
+from vipo_build.config import PoolConfig, RayConfig
+
+
+def start_ray(config: RayConfig) -> None:
+    """Join the cluster at config.address or $RAY_ADDRESS, else start a local Ray."""
+    if ray.is_initialized():
+        return
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        return
+    ray.init(
+        num_cpus=config.num_cpus,
+        object_store_memory=config.object_store_mb * 2**20 if config.object_store_mb else None,
+        include_dashboard=False,
+        runtime_env=runtime_env,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+
+
+class EventLoop:
+    """Object refs being waited on, each with the callback to run when it is ready."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[ray.ObjectRef, Callable[[ray.ObjectRef], None]] = {}
+
+    def watch(self, ref: ray.ObjectRef, callback: Callable[[ray.ObjectRef], None]) -> None:
+        self.waiting[ref] = callback
+
+    def run(self) -> None:
+        """Run callbacks as refs complete, until nothing is left to wait on."""
+        while self.waiting:
+            ready, _ = ray.wait(list(self.waiting), num_returns=1)
+            self.waiting.pop(ready[0])(ready[0])
+
+
+class ActorPool:
+    """Actors of one class; calls queue until an actor is free. Tracks items and busy seconds."""
+
+    def __init__(self, name: str, cls: type, args: tuple, pool: PoolConfig, loop: EventLoop):
+        actor_cls = ray.remote(cls).options(
+            num_cpus=pool.num_cpus,
+            num_gpus=pool.num_gpus,
+            max_restarts=pool.max_restarts,
+            max_task_retries=pool.max_restarts,
+        )
+        self.name = name
+        self.actors = [actor_cls.remote(*args) for _ in range(pool.actors)]
+        self.idle = deque(self.actors)
+        self.queue: deque = deque()
+        self.loop = loop
+        self.started = time.perf_counter()
+        self.items = 0
+        self.busy_seconds = 0.0
+
+    def submit(self, method: str, args: tuple, on_done: Callable[[ray.ObjectRef], None], items: int) -> None:
+        """Call `method(*args)` on a free actor; `on_done` gets the ref of its result.
+
+        Pool methods return (result, seconds spent): the seconds feed the busy fraction, and the
+        result stays in the object store until a consumer needs it.
+        """
+        self.queue.append((method, args, on_done, items))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self.idle and self.queue:
+            actor = self.idle.popleft()
+            method, args, on_done, items = self.queue.popleft()
+            result, seconds = getattr(actor, method).options(num_returns=2).remote(*args)
+
+            def finished(_: ray.ObjectRef, actor=actor, result=result, seconds=seconds, on_done=on_done, items=items) -> None:
+                self.busy_seconds += ray.get(seconds)
+                self.items += items
+                self.idle.append(actor)
+                on_done(result)
+                self._dispatch()
+
+            self.loop.watch(seconds, finished)
+
+    def stats(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.started
+        return {
+            "items": self.items,
+            "busy_seconds": round(self.busy_seconds, 3),
+            "wall_seconds": round(wall, 3),
+            "items_per_s": round(self.items / wall, 3) if wall else 0.0,
+            "busy_fraction": round(self.busy_seconds / (wall * len(self.actors)), 3) if wall else 0.0,
+        }
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)

@@ -1,0 +1,75 @@
+"""The dataset root on any fsspec filesystem (local disk, s3://, gs://, ...), with atomic writes."""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import uuid
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+
+class Storage:
+    """Paths are relative to the root, '/'-separated."""
+
+    def __init__(self, root: str):
+        self.url = root
+        self.fs, self.root = fsspec.core.url_to_fs(root)
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+
+    def __reduce__(self):  # travels to Ray workers as its URL; each side opens its own filesystem
+        return (Storage, (self.url,))
+
+    def path(self, rel: str) -> str:
+        return posixpath.join(self.root, rel)
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self.path(rel))
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self.path(rel))
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write so that readers see the whole file or nothing.
+
+        Local disk: write a temporary sibling, then rename. Object stores: one PUT (or a
+        multipart upload), which becomes visible only once complete.
+        """
+        target = self.path(rel)
+        if not self.is_local:
+            self.fs.pipe_file(target, data)
+            return
+        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        self.fs.pipe_file(tmp, data)
+        self.fs.mv(tmp, target)
+
+    def list(self, rel_dir: str, suffix: str = "") -> list[str]:
+        """Names (not paths) of the files in a folder that end with suffix; [] when it does not exist."""
+        try:
+            entries = self.fs.ls(self.path(rel_dir), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        names = (posixpath.basename(e.rstrip("/")) for e in entries)
+        return sorted(n for n in names if n.endswith(suffix) and ".tmp-" not in n)
+
+    def size(self, rel: str) -> int:
+        return self.fs.size(self.path(rel))
+
+    def read_table(self, rel: str) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.read_bytes(rel)))
+
+    def write_table(self, rel: str, table: pa.Table) -> bytes:
+        """Write a Parquet file atomically; returns its bytes (for checksums)."""
+        data = parquet_bytes(table)
+        self.write_bytes(rel, data)
+        return data
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()

@@ -1,0 +1,167 @@
+"""Write one shard: WebDataset tar, Parquet manifest, then the commit record that makes it complete.
+
+A shard is complete iff `shards/NAME.json` exists and the tar and Parquet it names have the
+recorded sizes and sha256. Data files go first, each atomically; the record goes last. Nothing
+in any of the three files depends on time or scheduling, so a rebuilt shard has the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import pyarrow as pa
+import webdataset as wds
+
+from vipo_build.records import Candidate, Pair
+from vipo_build.runtime.storage import Storage, parquet_bytes
+from vipo_build.shards.sample import SampleJson, SampleJudge, SampleSide, SampleVote
+
+SHARDS_DIR = "shards"
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("shard", pa.string()),
+        ("category", pa.string()),
+        ("modality", pa.string()),
+        ("prompt_id", pa.string()),
+        ("prompt", pa.string()),
+        ("chosen_generator", pa.string()),
+        ("chosen_seed", pa.int64()),
+        ("chosen_sha256", pa.string()),
+        ("rejected_generator", pa.string()),
+        ("rejected_seed", pa.int64()),
+        ("rejected_sha256", pa.string()),
+        ("format", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("frames", pa.int32()),
+        ("votes", pa.int32()),
+        ("vote_share", pa.float64()),
+        ("order_consistent", pa.bool_()),
+        ("chosen_scores", pa.map_(pa.string(), pa.float64())),
+        ("rejected_scores", pa.map_(pa.string(), pa.float64())),
+    ]
+)
+
+
+def _side(candidate: Candidate) -> SampleSide:
+    return SampleSide(
+        **candidate.model_dump(include={"generator", "seed", "width", "height", "frames", "fps"}),
+        sha256=hashlib.sha256(candidate.media).hexdigest(),
+    )
+
+
+def sample_json(pair: Pair) -> SampleJson:
+    """The sample's `json` member: what a trainer or an auditor needs to know about the pair."""
+    verdict = pair.verdict
+    chosen, rejected = verdict.chosen_side, 1 - verdict.chosen_side
+    return SampleJson(
+        key=pair.key,
+        category=pair.prompt.category,
+        modality=pair.prompt.modality,
+        prompt_id=pair.prompt.id,
+        seed_subject=pair.prompt.seed_subject,
+        chosen=_side(pair.chosen),
+        rejected=_side(pair.rejected),
+        judge=SampleJudge(
+            votes=[
+                SampleVote(order=v.order, sample=v.sample, winner=_relabel(v.winner_side, chosen),
+                           scores={"chosen": v.scores[chosen], "rejected": v.scores[rejected]} if v.valid else {})
+                for v in verdict.votes
+            ],
+            vote_share=verdict.vote_share,
+            order_consistent=verdict.order_consistent,
+            mean_scores={"chosen": verdict.mean_scores[chosen], "rejected": verdict.mean_scores[rejected]},
+        ),
+    )
+
+
+def _relabel(winner_side: int | None, chosen_side: int) -> str:
+    if winner_side is None:
+        return "tie"
+    return "chosen" if winner_side == chosen_side else "rejected"
+
+
+def manifest_row(pair: Pair, shard: str) -> dict:
+    verdict = pair.verdict
+    chosen, rejected = verdict.chosen_side, 1 - verdict.chosen_side
+    return {
+        "key": pair.key,
+        "shard": shard,
+        "category": pair.prompt.category,
+        "modality": pair.prompt.modality,
+        "prompt_id": pair.prompt.id,
+        "prompt": pair.prompt.text,
+        "chosen_generator": pair.chosen.generator,
+        "chosen_seed": pair.chosen.seed,
+        "chosen_sha256": hashlib.sha256(pair.chosen.media).hexdigest(),
+        "rejected_generator": pair.rejected.generator,
+        "rejected_seed": pair.rejected.seed,
+        "rejected_sha256": hashlib.sha256(pair.rejected.media).hexdigest(),
+        "format": pair.chosen.format,
+        "width": pair.chosen.width,
+        "height": pair.chosen.height,
+        "frames": pair.chosen.frames,
+        "votes": len(verdict.votes),
+        "vote_share": verdict.vote_share,
+        "order_consistent": verdict.order_consistent,
+        "chosen_scores": list(verdict.mean_scores[chosen].items()),
+        "rejected_scores": list(verdict.mean_scores[rejected].items()),
+    }
+
+
+def tar_bytes(pairs: list[Pair]) -> bytes:
+    sink = io.BytesIO()
+    # Fixed owner and mtime: the tar's bytes depend only on its samples.
+    with wds.TarWriter(sink, encoder=False, mtime=0) as tar:
+        for pair in pairs:
+            tar.write(
+                {
+                    "__key__": pair.key,
+                    "prompt.txt": pair.prompt.text.encode(),
+                    f"chosen.{pair.chosen.format}": pair.chosen.media,
+                    f"rejected.{pair.rejected.format}": pair.rejected.media,
+                    "json": json.dumps(sample_json(pair).model_dump(mode="json"), sort_keys=True).encode(),
+                }
+            )
+    return sink.getvalue()
+
+
+def write_shard(storage: Storage, shard: str, pairs: list[Pair]) -> dict:
+    """Write tar, manifest and (last) commit record of one shard; returns the commit record."""
+    tar = tar_bytes(pairs)
+    manifest = parquet_bytes(pa.Table.from_pylist([manifest_row(p, shard) for p in pairs], schema=MANIFEST_SCHEMA))
+    storage.write_bytes(f"{SHARDS_DIR}/{shard}.tar", tar)
+    storage.write_bytes(f"{SHARDS_DIR}/{shard}.parquet", manifest)
+    categories: dict[str, int] = {}
+    for pair in pairs:
+        categories[pair.prompt.category] = categories.get(pair.prompt.category, 0) + 1
+    record = {
+        "shard": shard,
+        "pairs": len(pairs),
+        "categories": dict(sorted(categories.items())),
+        "files": {
+            "tar": {"name": f"{shard}.tar", "bytes": len(tar), "sha256": hashlib.sha256(tar).hexdigest()},
+            "parquet": {"name": f"{shard}.parquet", "bytes": len(manifest), "sha256": hashlib.sha256(manifest).hexdigest()},
+        },
+        "stats": {
+            "mean_vote_share": round(sum(p.verdict.vote_share for p in pairs) / len(pairs), 6),
+            "order_consistent_rate": round(sum(p.verdict.order_consistent for p in pairs) / len(pairs), 6),
+        },
+    }
+    storage.write_bytes(f"{SHARDS_DIR}/{shard}.json", json.dumps(record, indent=1, sort_keys=True).encode())
+    return record
+
+
+def committed_shards(storage: Storage) -> dict[str, dict]:
+    """Commit records whose data files exist with the recorded sizes (a cheap check; `verify` hashes)."""
+    records = {}
+    for name in storage.list(SHARDS_DIR, ".json"):
+        record = json.loads(storage.read_bytes(f"{SHARDS_DIR}/{name}"))
+        files = record["files"].values()
+        if all(storage.exists(f"{SHARDS_DIR}/{f['name']}") and storage.size(f"{SHARDS_DIR}/{f['name']}") == f["bytes"] for f in files):
+            records[record["shard"]] = record
+    return records

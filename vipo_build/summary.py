@@ -1,0 +1,50 @@
+"""The end-of-run summary: pairs kept and dropped per category and why, and per-stage throughput."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from vipo_build.run import Run
+
+
+def build(run: Run, seconds: float) -> dict:
+    written: dict[str, int] = {}
+    for record in run.committed.values():
+        for category, n in record["categories"].items():
+            written[category] = written.get(category, 0) + n
+    return {
+        "seconds": round(seconds, 2),
+        "shards": {"committed": len(run.committed), "planned": run.plan.num_shards},
+        "categories": {
+            name: {
+                "planned": state.quota,
+                "written": written.get(name, 0),
+                "kept": len(state.kept),
+                "prompts_requested": state.requested,
+                "units": len(state.units),
+                "dropped": dict(sorted(state.drops.items())),
+            }
+            for name, state in run.states.items()
+        },
+        "stages": run.stage_stats,
+    }
+
+
+def show(result: dict, console: Console) -> None:
+    pairs = Table(title=f"Pairs ({result['shards']['committed']}/{result['shards']['planned']} shards committed)")
+    for column in ("category", "planned", "written", "kept", "prompts", "dropped (reason: count)"):
+        pairs.add_column(column, justify="left" if column.startswith(("category", "dropped")) else "right")
+    for name, c in result["categories"].items():
+        drops = ", ".join(f"{k}: {v}" for k, v in c["dropped"].items()) or "-"
+        pairs.add_row(name, str(c["planned"]), str(c["written"]), str(c["kept"]), str(c["prompts_requested"]), drops)
+    console.print(pairs)
+    stages = Table(title=f"Stages ({result['seconds']} s)")
+    for column in ("stage", "items", "items/s", "busy fraction"):
+        stages.add_column(column, justify="left" if column == "stage" else "right")
+    for name, s in result["stages"].items():
+        stages.add_row(name, str(s["items"]), f"{s['items_per_s']:.2f}", f"{s['busy_fraction']:.2f}")
+    console.print(stages)
