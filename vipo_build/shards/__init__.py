@@ -1,0 +1,1 @@
+"""Write stage: shard plan, WebDataset + Parquet shards, commit records."""
