@@ -76,6 +76,12 @@ def test_counts_agree_everywhere(tiny_run):
     assert len(keys) == len(set(keys)) == plan.total_pairs
     categories = sorted(k.rsplit("-u", 1)[0] for k in keys)
     assert categories == sorted(CATEGORIES)
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["shards"] == {"committed": plan.num_shards, "planned": plan.num_shards}
+    for name, figures in summary["categories"].items():
+        assert figures["written"] == figures["planned"] == 1
+        assert figures["kept"] >= 1 and figures["prompts_requested"] >= figures["kept"] + sum(figures["dropped"].values())
+    assert set(summary["stages"]) == {"prompts", "judge", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan"}
 
 
 def test_rerun_of_finished_run_writes_nothing(tiny_run):

@@ -170,9 +170,10 @@ class Run:
         return self.pools[name]
 
     def close_pool(self, name: str) -> None:
+        """Stop a pool's actors (freeing their accelerators); its figures add to the stage's."""
         if name in self.pools:
             pool = self.pools.pop(name)
-            self.stage_stats[name] = pool.stats()
+            self.stage_stats[name] = pool.stats(self.stage_stats.get(name))
             pool.shutdown()
 
     def grow(self, bar: str, n: int, done: bool = False) -> None:

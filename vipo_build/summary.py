@@ -35,12 +35,15 @@ def build(run: Run, seconds: float) -> dict:
 
 
 def show(result: dict, console: Console) -> None:
-    pairs = Table(title=f"Pairs ({result['shards']['committed']}/{result['shards']['planned']} shards committed)")
-    for column in ("category", "planned", "written", "kept", "prompts", "dropped (reason: count)"):
-        pairs.add_column(column, justify="left" if column.startswith(("category", "dropped")) else "right")
-    for name, c in result["categories"].items():
-        drops = ", ".join(f"{k}: {v}" for k, v in c["dropped"].items()) or "-"
-        pairs.add_row(name, str(c["planned"]), str(c["written"]), str(c["kept"]), str(c["prompts_requested"]), drops)
+    categories = result["categories"]
+    reasons = sorted({r for c in categories.values() for r in c["dropped"]})
+    pairs = Table(title=f"Pairs ({result['shards']['committed']}/{result['shards']['planned']} shards committed); dropped by reason")
+    pairs.add_column("category")
+    for column in ("planned", "written", "kept", "prompts", *(r.replace("_", " ") for r in reasons)):
+        pairs.add_column(column, justify="right")
+    for name, c in categories.items():
+        counts = [str(c["dropped"].get(r, 0)) for r in reasons]
+        pairs.add_row(name, str(c["planned"]), str(c["written"]), str(c["kept"]), str(c["prompts_requested"]), *counts)
     console.print(pairs)
     stages = Table(title=f"Stages ({result['seconds']} s)")
     for column in ("stage", "items", "items/s", "busy fraction"):

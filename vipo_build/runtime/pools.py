@@ -96,14 +96,21 @@ class ActorPool:
 
             self.loop.watch(seconds, finished)
 
-    def stats(self) -> dict[str, float]:
+    def stats(self, earlier: dict[str, float] | None = None) -> dict[str, float]:
+        """Items, busy and wall seconds (actor-seconds for wall), added to an earlier pool's of the same stage."""
+        earlier = earlier or {"items": 0, "busy_seconds": 0.0, "actor_seconds": 0.0, "wall_seconds": 0.0}
         wall = time.perf_counter() - self.started
+        items = earlier["items"] + self.items
+        busy = earlier["busy_seconds"] + self.busy_seconds
+        actor_seconds = earlier["actor_seconds"] + wall * len(self.actors)
+        wall_total = earlier["wall_seconds"] + wall
         return {
-            "items": self.items,
-            "busy_seconds": round(self.busy_seconds, 3),
-            "wall_seconds": round(wall, 3),
-            "items_per_s": round(self.items / wall, 3) if wall else 0.0,
-            "busy_fraction": round(self.busy_seconds / (wall * len(self.actors)), 3) if wall else 0.0,
+            "items": items,
+            "busy_seconds": round(busy, 3),
+            "actor_seconds": round(actor_seconds, 3),
+            "wall_seconds": round(wall_total, 3),
+            "items_per_s": round(items / wall_total, 3) if wall_total else 0.0,
+            "busy_fraction": round(busy / actor_seconds, 3) if actor_seconds else 0.0,
         }
 
     def shutdown(self) -> None:
