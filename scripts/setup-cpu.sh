@@ -24,7 +24,7 @@ fi
 
 # Point the venv's editable install at this checkout (cheap; skipped when it already does).
 here="$(pwd -P)/vipo_build/__init__.py"
-installed=$("$venv/bin/python" -c 'import vipo_build; print(vipo_build.__file__)' 2>/dev/null || true)
+installed=$("$venv/bin/python" -I -c 'import vipo_build; print(vipo_build.__file__)' 2>/dev/null || true)  # -I: not from the cwd
 if [ "$installed" != "$here" ]; then
   "$venv/bin/pip" install --quiet --no-deps --no-build-isolation -e .
 fi
