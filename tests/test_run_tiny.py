@@ -128,3 +128,76 @@ def test_changed_config_refuses_to_resume(tiny_run, tmp_path):
         "(restore them or use another --out)"
     )
     assert snapshot(root) == before
+
+
+def corrupt_copy(root: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "out"
+    shutil.copytree(root, copy)
+    return copy
+
+
+def test_verify_passes_a_finished_run(tiny_run):
+    _, root, plan = tiny_run
+    result = vipo("verify", str(root), "--deep")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{plan.num_shards} shards good, 0 bad, 0 planned but not written yet" in result.stdout
+
+
+def test_verify_names_each_bad_shard_and_repair_lets_run_rebuild(tiny_run, tmp_path):
+    config, root, plan = tiny_run
+    copy = corrupt_copy(root, tmp_path)
+    shards = copy / "shards"
+    names = [plan.shard_name(s) for s in range(plan.num_shards)]
+    tar = (shards / f"{names[0]}.tar").read_bytes()
+    (shards / f"{names[0]}.tar").write_bytes(tar[: len(tar) // 2])  # truncated
+    flipped = bytearray((shards / f"{names[1]}.parquet").read_bytes())
+    flipped[len(flipped) // 2] ^= 0xFF
+    (shards / f"{names[1]}.parquet").write_bytes(bytes(flipped))
+    (shards / f"{names[2]}.json").unlink()  # data without commit record
+    result = vipo("verify", str(copy))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert f"BAD {names[0]}: tar has {len(tar) // 2} bytes, record says {len(tar)}" in lines
+    assert f"BAD {names[1]}: parquet sha256 differs from the record" in lines
+    assert f"BAD {names[2]}: data files without a commit record (incomplete shard)" in lines
+    assert "0 shards good, 3 bad, 0 planned but not written yet" in lines[-1]
+
+    assert vipo("verify", str(copy), "--repair").returncode == 1
+    assert sorted(p.name for p in shards.iterdir()) == []
+    assert vipo("run", str(config), "--out", str(copy)).returncode == 0
+    assert vipo("verify", str(copy)).returncode == 0
+    for name in names:
+        for ext in ("tar", "parquet", "json"):
+            assert (shards / f"{name}.{ext}").read_bytes() == (root / "shards" / f"{name}.{ext}").read_bytes()
+
+
+def test_verify_catches_a_manifest_missing_a_row(tiny_run, tmp_path):
+    _, root, plan = tiny_run
+    copy = corrupt_copy(root, tmp_path)
+    name = plan.shard_name(0)
+    manifest = pq.read_table(copy / "shards" / f"{name}.parquet")
+    pq.write_table(manifest.slice(0, manifest.num_rows - 1), copy / "shards" / f"{name}.parquet", compression="zstd")
+    record_path = copy / "shards" / f"{name}.json"
+    record = json.loads(record_path.read_text())
+    data = (copy / "shards" / f"{name}.parquet").read_bytes()
+    record["files"]["parquet"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    record_path.write_text(json.dumps(record))  # checksums match: only the row count betrays it
+    result = vipo("verify", str(copy))
+    assert result.returncode == 1
+    assert f"BAD {name}: manifest has {manifest.num_rows - 1} rows, record says {manifest.num_rows}" in result.stdout
+
+
+def test_status_reports_progress(tiny_run, tmp_path):
+    _, root, plan = tiny_run
+    copy = corrupt_copy(root, tmp_path)
+    (copy / "shards" / f"{plan.shard_name(0)}.json").unlink()
+    result = vipo("status", str(copy), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["shards"] == {"planned": 3, "complete": 2, "incomplete": [plan.shard_name(0)], "missing": 0}
+    written = {c: figures["written"] for c, figures in report["categories"].items()}
+    assert written == {c: 1 - plan.counts(0)[c] for c in CATEGORIES}
+    assert all(figures["kept"] >= 1 for figures in report["categories"].values())
+    result = vipo("status", str(tmp_path / "nowhere"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no run.json: not a vipo-build dataset root (or not started yet)"

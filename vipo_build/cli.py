@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -58,6 +59,50 @@ def show_plan(config, plan, root: str) -> None:
     console.print(f"generators: {generators}", soft_wrap=True)
     console.print(f"judge: {config.judge.engine.model}, {config.judge.votes} votes x 2 orders, threshold {config.judge.threshold}", soft_wrap=True)
     console.print(f"prompt LLM: {config.prompts.engine.model}", soft_wrap=True)
+
+
+@app.command()
+def status(
+    root: str = typer.Argument(..., help="Dataset root (path or fsspec URL)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+) -> None:
+    """Shards complete/incomplete/not started, pairs per category, drops by reason."""
+    from vipo_build.run import open_root
+    from vipo_build.status import root_status, show
+
+    try:
+        report = root_status(open_root(root))
+    except VipoError as err:
+        _fail(err)
+    if as_json:
+        typer.echo(json.dumps(report, indent=1))
+    else:
+        show(report, console)
+
+
+@app.command()
+def verify(
+    root: str = typer.Argument(..., help="Dataset root (path or fsspec URL)."),
+    deep: bool = typer.Option(False, "--deep", help="Also decode every sample (images, clips, json)."),
+    repair: bool = typer.Option(False, "--repair", help="Move bad shards to ROOT/quarantine/ so the next run rebuilds them."),
+) -> None:
+    """Check every shard against its commit record (sizes, sha256, tar <-> manifest keys); exit 1 if any is bad."""
+    from vipo_build.run import open_root
+    from vipo_build.shards.verify import quarantine, verify as verify_root
+
+    try:
+        storage = open_root(root)
+    except VipoError as err:
+        _fail(err)
+    report = verify_root(storage, deep=deep)
+    for shard, problems in report.bad.items():
+        for problem in problems:
+            console.print(f"BAD {shard}: {problem}", markup=False)
+        if repair:
+            console.print(f"moved aside: {', '.join(quarantine(storage, shard))}", markup=False)
+    console.print(f"{len(report.good)} shards good, {len(report.bad)} bad, {len(report.unwritten)} planned but not written yet")
+    if report.bad:
+        raise typer.Exit(1)
 
 
 @app.command()

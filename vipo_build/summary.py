@@ -37,10 +37,13 @@ def build(run: Run, seconds: float) -> dict:
 def show(result: dict, console: Console) -> None:
     categories = result["categories"]
     reasons = sorted({r for c in categories.values() for r in c["dropped"]})
-    pairs = Table(title=f"Pairs ({result['shards']['committed']}/{result['shards']['planned']} shards committed); dropped by reason")
-    pairs.add_column("category")
-    for column in ("planned", "written", "kept", "prompts", *(r.replace("_", " ") for r in reasons)):
-        pairs.add_column(column, justify="right")
+    pairs = Table(
+        title=f"Pairs ({result['shards']['committed']}/{result['shards']['planned']} shards committed)",
+        caption=f"drop reasons: {', '.join(f'{i} = {r}' for i, r in enumerate(reasons, 1))}" if reasons else None,
+    )
+    pairs.add_column("category", no_wrap=True)
+    for column in ("planned", "written", "kept", "prompts", *(f"drop {i}" for i in range(1, len(reasons) + 1))):
+        pairs.add_column(column, justify="right", min_width=len(column))
     for name, c in categories.items():
         counts = [str(c["dropped"].get(r, 0)) for r in reasons]
         pairs.add_row(name, str(c["planned"]), str(c["written"]), str(c["kept"]), str(c["prompts_requested"]), *counts)

@@ -496,6 +496,9 @@ def _make(out_dir: Path, name: str) -> Path:
         for stale in (final, partial):  # an older format or a killed build
             shutil.rmtree(stale, ignore_errors=True)
         partial.mkdir()
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()  # save_pretrained's per-file bars are noise for megabyte models
         with torch.random.fork_rng(devices=[]):  # builders seed torch; keep the caller's RNG state
             _BUILDERS[name](partial)
         (partial / _MARKER).write_text(BUILD_FORMAT + "\n")

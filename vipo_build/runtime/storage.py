@@ -47,6 +47,11 @@ class Storage:
         self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, target)
 
+    def move(self, rel: str, to: str) -> None:
+        if self.is_local:
+            self.fs.makedirs(posixpath.dirname(self.path(to)), exist_ok=True)
+        self.fs.mv(self.path(rel), self.path(to))
+
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Names (not paths) of the files in a folder that end with suffix; [] when it does not exist."""
         try:
