@@ -39,10 +39,10 @@ def show(result: dict, console: Console) -> None:
     reasons = sorted({r for c in categories.values() for r in c["dropped"]})
     pairs = Table(
         title=f"Pairs ({result['shards']['committed']}/{result['shards']['planned']} shards committed)",
-        caption=f"drop reasons: {', '.join(f'{i} = {r}' for i, r in enumerate(reasons, 1))}" if reasons else None,
+        caption=f"dropped: {', '.join(f'#{i} {r}' for i, r in enumerate(reasons, 1))}" if reasons else None,
     )
     pairs.add_column("category", no_wrap=True)
-    for column in ("planned", "written", "kept", "prompts", *(f"drop {i}" for i in range(1, len(reasons) + 1))):
+    for column in ("plan", "written", "kept", "prompts", *(f"#{i}" for i in range(1, len(reasons) + 1))):
         pairs.add_column(column, justify="right", min_width=len(column))
     for name, c in categories.items():
         counts = [str(c["dropped"].get(r, 0)) for r in reasons]
