@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,28 @@ def test_status_reports_progress(tiny_run, tmp_path):
     result = vipo("status", str(tmp_path / "nowhere"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no run.json: not a vipo-build dataset root (or not started yet)"
+
+
+def test_second_writer_is_refused_and_a_dead_ones_lock_taken_over(tiny_run, tmp_path):
+    config, root, plan = tiny_run
+    copy = corrupt_copy(root, tmp_path)
+    for ext in ("json", "parquet", "tar"):
+        (copy / "shards" / f"{plan.shard_name(2)}.{ext}").unlink()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = {"host": socket.gethostname(), "pid": sleeper.pid, "started": "2026-01-01T00:00:00+0000"}
+        (copy / "lock.json").write_text(json.dumps(owner))
+        result = vipo("run", str(config), "--out", str(copy))
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            f"error: {copy}: another run is writing this root (host {owner['host']}, pid {sleeper.pid}, "
+            f"started 2026-01-01T00:00:00+0000); if that run is gone, delete {copy / 'lock.json'}"
+        )
+        assert not (copy / "shards" / f"{plan.shard_name(2)}.json").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    result = vipo("run", str(config), "--out", str(copy))  # the owner is dead now: its lock is stale
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (copy / "shards" / f"{plan.shard_name(2)}.json").read_bytes() == (root / "shards" / f"{plan.shard_name(2)}.json").read_bytes()
+    assert not (copy / "lock.json").exists()

@@ -30,6 +30,7 @@ from vipo_build.prompts import expand
 from vipo_build.prompts.categories import Category
 from vipo_build.records import Prompt, Verdict
 from vipo_build.runtime import cache
+from vipo_build.runtime.lock import writer_lock
 from vipo_build.runtime.pools import ActorPool, EventLoop, start_ray
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.plan import ShardPlan
@@ -90,14 +91,15 @@ def run(config_path: str | Path, out: str | None, console: Console) -> dict | No
     if started and len(committed) == plan.num_shards:
         console.print(f"All {plan.num_shards} shards in {root} are already committed; nothing to do.")
         return None
-    if not started:
-        record = {"config": config.model_dump(mode="json"), "config_hash": config.output_hash(), "version": __version__}
-        storage.write_bytes(RUN_JSON, json.dumps(record, indent=1, sort_keys=True).encode())
-        storage.write_table("plan.parquet", plan.table())
-    if committed:
-        console.print(f"Resuming {root}: {len(committed)} of {plan.num_shards} shards already committed.")
-    start_ray(config.ray)
-    return Run(config, plan, storage, committed, console).execute()
+    with writer_lock(storage):
+        if not started:
+            record = {"config": config.model_dump(mode="json"), "config_hash": config.output_hash(), "version": __version__}
+            storage.write_bytes(RUN_JSON, json.dumps(record, indent=1, sort_keys=True).encode())
+            storage.write_table("plan.parquet", plan.table())
+        if committed:
+            console.print(f"Resuming {root}: {len(committed)} of {plan.num_shards} shards already committed.")
+        start_ray(config.ray)
+        return Run(config, plan, storage, committed, console).execute()
 
 
 @dataclass
