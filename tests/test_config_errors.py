@@ -48,6 +48,7 @@ def test_bad_yaml(tmp_path: Path):
         (lambda c: c["generate"]["generators"][0].update(steps="many"), "generate.generators[0].steps: Input should be a valid integer, unable to parse string as an integer"),
         (lambda c: c["generate"]["image"].update(format="gif"), "generate.image.format: must be one of 'jpg', 'png' or 'webp'"),
         (lambda c: c.pop("judge"), "judge: required field is missing"),
+        (lambda c: c.update(total_pairs=30), "total_pairs is 30 but the categories' fixed pairs add up to 40"),
     ],
 )
 def test_invalid_field_names_the_yaml_path(tmp_path: Path, change, expected: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -51,7 +52,7 @@ def show_plan(config, plan, root: str) -> None:
     unit = config.generate.unit_size
     for i, (name, pairs) in enumerate(plan.quotas.items()):
         per_shard = plan.count_matrix[:, i]
-        prompts = -(-int(pairs * config.prompts.overgen) // unit) * unit
+        prompts = math.ceil(pairs * config.prompts.overgen / unit) * unit  # as the first round sizes it
         table.add_row(name, config.category(name).modality, f"{pairs:,}", f"{pairs / plan.total_pairs:.1%}",
                       f"{per_shard.min()}-{per_shard.max()}", f"{prompts:,}")
     console.print(table)

@@ -170,10 +170,12 @@ class PipelineConfig(Strict):
 
     @model_validator(mode="after")
     def _quotas_resolvable(self) -> PipelineConfig:
-        if self.total_pairs is None:
-            missing = [n for n, c in self.categories.items() if c.pairs is None]
-            if missing:
-                raise ValueError(f"categories {missing} have no pairs and total_pairs is not set")
+        shared = [n for n, c in self.categories.items() if c.pairs is None]
+        fixed = sum(c.pairs for c in self.categories.values() if c.pairs is not None)
+        if self.total_pairs is None and shared:
+            raise ValueError(f"categories {shared} have no pairs and total_pairs is not set")
+        if self.total_pairs is not None and (fixed > self.total_pairs or (not shared and fixed != self.total_pairs)):
+            raise ValueError(f"total_pairs is {self.total_pairs} but the categories' fixed pairs add up to {fixed}")
         modalities = {g.modality for g in self.generate.generators}
         for name in self.categories:
             category = load_category(name)
@@ -221,7 +223,7 @@ class PipelineConfig(Strict):
 
 
 # Fields that only change how fast a run goes, never what it writes.
-RUNTIME_ONLY = ("pool", "ray", "output", "batch_size")
+RUNTIME_ONLY = ("pool", "ray", "output")
 
 
 def output_fields(config: PipelineConfig) -> dict[str, Any]:

@@ -9,6 +9,7 @@ rounds add units until every category reaches its quota: the first round is size
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -27,7 +28,7 @@ from vipo_build.generate.actor import Generator
 from vipo_build.generate.pairs import candidate_specs
 from vipo_build.judge.actor import Judge
 from vipo_build.prompts import expand
-from vipo_build.prompts.categories import Category
+from vipo_build.prompts.categories import CATEGORIES_DIR, Category
 from vipo_build.records import Prompt, Verdict
 from vipo_build.runtime import cache
 from vipo_build.runtime.lock import writer_lock
@@ -67,12 +68,25 @@ def open_root(root: str) -> Storage:
     return storage
 
 
+def category_files(config: PipelineConfig) -> dict[str, str]:
+    """sha256 of each category file used: seeds, instructions and rubric change the output too."""
+    return {
+        f"prompts/{name}.yaml": hashlib.sha256((CATEGORIES_DIR / f"{name}.yaml").read_bytes()).hexdigest()
+        for name in config.categories
+    }
+
+
 def check_drift(storage: Storage, config: PipelineConfig) -> bool:
     """True when the root was already started with this config; refuses a config that would change its output."""
     if not storage.exists(RUN_JSON):
         return False
-    previous = PipelineConfig.model_validate(json.loads(storage.read_bytes(RUN_JSON))["config"])
-    before, now = output_fields(previous), output_fields(config)
+    try:
+        recorded = json.loads(storage.read_bytes(RUN_JSON))
+        previous = PipelineConfig.model_validate(recorded["config"])
+    except (ValueError, KeyError) as err:
+        raise VipoError(f"{storage.url}/{RUN_JSON}: unreadable ({type(err).__name__}); was it written by another version?") from None
+    before = {**output_fields(previous), **recorded.get("category_files", {})}
+    now = {**output_fields(config), **category_files(config)}
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if changed:
         raise VipoError(
@@ -86,14 +100,15 @@ def run(config_path: str | Path, out: str | None, console: Console) -> dict | No
     """Run or resume; returns the run summary, or None when every shard was already committed."""
     config, plan, root = prepare(config_path, out)
     storage = open_root(root)
-    started = check_drift(storage, config)
-    committed = committed_shards(storage)
-    if started and len(committed) == plan.num_shards:
+    if check_drift(storage, config) and all(plan.shard_name(s) in committed_shards(storage) for s in range(plan.num_shards)):
         console.print(f"All {plan.num_shards} shards in {root} are already committed; nothing to do.")
         return None
     with writer_lock(storage):
+        started = check_drift(storage, config)  # again, now that no other run can change the root
+        committed = committed_shards(storage)
         if not started:
-            record = {"config": config.model_dump(mode="json"), "config_hash": config.output_hash(), "version": __version__}
+            record = {"config": config.model_dump(mode="json"), "config_hash": config.output_hash(),
+                      "category_files": category_files(config), "version": __version__}
             storage.write_bytes(RUN_JSON, json.dumps(record, indent=1, sort_keys=True).encode())
             storage.write_table("plan.parquet", plan.table())
         if committed:
@@ -144,15 +159,23 @@ class Run:
 
     def execute(self) -> dict:
         started = time.perf_counter()
-        with self.progress:
-            for round_ in range(self.config.prompts.max_rounds):
-                short = [s for s in self.states.values() if s.short]
-                if not short:
-                    break
-                self.expansion_round(round_, short)
-                self.process_units()
-        for name in list(self.pools):
-            self.close_pool(name)
+        try:
+            with self.progress:
+                for round_ in range(self.config.prompts.max_rounds):
+                    short = [s for s in self.states.values() if s.short]
+                    if not short:
+                        break
+                    self.expansion_round(round_, short)
+                    self.process_units()
+                    # Free the generators' and judge's accelerators for the next round's prompt LLM.
+                    for name in list(self.pools):
+                        self.close_pool(name)
+        except ray.exceptions.RayError as err:
+            first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise VipoError(f"a pipeline stage failed: {first.strip()} (actor logs: /tmp/ray/session_latest/logs)") from None
+        finally:
+            for name in list(self.pools):
+                self.close_pool(name)
         missing = [s for s in self.states.values() if s.short]
         if missing:
             worst = missing[0]
@@ -291,7 +314,7 @@ class Run:
             cache.write_judged(self.storage, state.category.name, unit, prompts, verdicts)
             self.finish_unit(state, unit, verdicts)
 
-        pool.submit("judge", (state.category.name, items), done, items=len(prompts))
+        pool.submit("judge", (state.category, items), done, items=len(prompts))
 
     def finish_unit(self, state: CategoryState, unit: int, verdicts: list[Verdict]) -> None:
         state.judged[unit] = verdicts

@@ -10,7 +10,7 @@ from PIL import Image
 from vipo_build.config import JudgeStageConfig
 from vipo_build.judge.aggregate import aggregate, to_vote
 from vipo_build.judge.rubric import judge_conversation, verdict_schema
-from vipo_build.prompts.categories import load_category
+from vipo_build.prompts.categories import Category
 from vipo_build.records import Verdict
 from vipo_build.runtime.vllm_engine import chat_json, start_engine
 from vipo_build.seeding import derive_seed
@@ -35,10 +35,9 @@ class Judge:
         self.seed = seed
         self.llm = start_engine(judge.engine, seed, limit_mm_per_prompt={"image": 2})
 
-    def judge(self, category_name: str, items: list[JudgeItem]) -> tuple[list[Verdict], float]:
+    def judge(self, category: Category, items: list[JudgeItem]) -> tuple[list[Verdict], float]:
         """Verdicts for one unit's pairs, asked in one engine call (a fixed batch), and the seconds spent."""
         start = time.perf_counter()
-        category = load_category(category_name)
         keys, conversations = [], []
         for item in items:
             for order in ORDERS:

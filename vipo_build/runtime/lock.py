@@ -29,12 +29,15 @@ def _create_exclusive(storage: Storage, data: bytes) -> bool:
     """Create the lock only if absent (atomic on local disk; a write-then-read-back check elsewhere)."""
     if storage.is_local:
         storage.fs.makedirs(storage.root, exist_ok=True)
+        tmp = f"{storage.path(LOCK)}.{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
         try:
-            fd = os.open(storage.path(LOCK), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(tmp, storage.path(LOCK))  # atomic, and fails if the lock exists: never seen half-written
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        finally:
+            os.unlink(tmp)
         return True
     if storage.exists(LOCK):
         return False

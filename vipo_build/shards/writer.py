@@ -160,8 +160,11 @@ def committed_shards(storage: Storage) -> dict[str, dict]:
     """Commit records whose data files exist with the recorded sizes (a cheap check; `verify` hashes)."""
     records = {}
     for name in storage.list(SHARDS_DIR, ".json"):
-        record = json.loads(storage.read_bytes(f"{SHARDS_DIR}/{name}"))
-        files = record["files"].values()
+        try:
+            record = json.loads(storage.read_bytes(f"{SHARDS_DIR}/{name}"))
+            files = record["files"].values()
+        except (ValueError, KeyError, AttributeError):
+            continue  # not a commit record of ours: the shard counts as not committed
         if all(storage.exists(f"{SHARDS_DIR}/{f['name']}") and storage.size(f"{SHARDS_DIR}/{f['name']}") == f["bytes"] for f in files):
             records[record["shard"]] = record
     return records
