@@ -79,7 +79,7 @@ def test_counts_agree_everywhere(tiny_run):
     assert categories == sorted(CATEGORIES)
     summary = json.loads((root / "summary.json").read_text())
     assert summary["shards"] == {"committed": plan.num_shards, "planned": plan.num_shards}
-    for name, figures in summary["categories"].items():
+    for figures in summary["categories"].values():
         assert figures["written"] == figures["planned"] == 1
         assert figures["kept"] >= 1 and figures["prompts_requested"] >= figures["kept"] + sum(figures["dropped"].values())
     assert set(summary["stages"]) == {"prompts", "judge", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan"}
