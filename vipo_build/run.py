@@ -76,15 +76,20 @@ def category_files(config: PipelineConfig) -> dict[str, str]:
     }
 
 
+def read_run_json(storage: Storage) -> tuple[PipelineConfig, dict]:
+    """The config a root was built with, and the whole run.json record."""
+    try:
+        recorded = json.loads(storage.read_bytes(RUN_JSON))
+        return PipelineConfig.model_validate(recorded["config"]), recorded
+    except (ValueError, KeyError) as err:
+        raise VipoError(f"{storage.url}/{RUN_JSON}: unreadable ({type(err).__name__}); was it written by another version?") from None
+
+
 def check_drift(storage: Storage, config: PipelineConfig) -> bool:
     """True when the root was already started with this config; refuses a config that would change its output."""
     if not storage.exists(RUN_JSON):
         return False
-    try:
-        recorded = json.loads(storage.read_bytes(RUN_JSON))
-        previous = PipelineConfig.model_validate(recorded["config"])
-    except (ValueError, KeyError) as err:
-        raise VipoError(f"{storage.url}/{RUN_JSON}: unreadable ({type(err).__name__}); was it written by another version?") from None
+    previous, recorded = read_run_json(storage)
     before = {**output_fields(previous), **recorded.get("category_files", {})}
     now = {**output_fields(config), **category_files(config)}
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
@@ -100,7 +105,7 @@ def run(config_path: str | Path, out: str | None, console: Console) -> dict | No
     """Run or resume; returns the run summary, or None when every shard was already committed."""
     config, plan, root = prepare(config_path, out)
     storage = open_root(root)
-    if check_drift(storage, config) and all(plan.shard_name(s) in committed_shards(storage) for s in range(plan.num_shards)):
+    if check_drift(storage, config) and set(map(plan.shard_name, range(plan.num_shards))) <= committed_shards(storage).keys():
         console.print(f"All {plan.num_shards} shards in {root} are already committed; nothing to do.")
         return None
     with writer_lock(storage):

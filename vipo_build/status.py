@@ -8,24 +8,22 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
 from vipo_build.runtime import cache
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.plan import ShardPlan
-from vipo_build.shards.writer import SHARDS_DIR, committed_shards
+from vipo_build.run import RUN_JSON, read_run_json
+from vipo_build.shards.writer import SHARDS_DIR, committed_shards, pairs_written
 
 
 def root_status(storage: Storage) -> dict:
-    if not storage.exists("run.json"):
+    if not storage.exists(RUN_JSON):
         raise VipoError(f"{storage.url}: no run.json: not a vipo-build dataset root (or not started yet)")
-    config = PipelineConfig.model_validate(json.loads(storage.read_bytes("run.json"))["config"])
+    config, _ = read_run_json(storage)
     plan = ShardPlan(config.shards.name, config.quotas(), config.shards.pairs_per_shard)
     committed = committed_shards(storage)
     with_data = {n.rsplit(".", 1)[0] for n in storage.list(SHARDS_DIR) if not n.endswith(".json")}
-    written: Counter = Counter()
-    for record in committed.values():
-        written.update(record["categories"])
+    written = pairs_written(committed)
     categories = {}
     for name, quota in plan.quotas.items():
         units = storage.list(f"cache/{name}", ".judged.json")

@@ -7,15 +7,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from vipo_build.shards.writer import pairs_written
+
 if TYPE_CHECKING:
     from vipo_build.run import Run
 
 
 def build(run: Run, seconds: float) -> dict:
-    written: dict[str, int] = {}
-    for record in run.committed.values():
-        for category, n in record["categories"].items():
-            written[category] = written.get(category, 0) + n
+    written = pairs_written(run.committed)
     return {
         "seconds": round(seconds, 2),
         "shards": {"committed": len(run.committed), "planned": run.plan.num_shards},

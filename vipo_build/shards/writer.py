@@ -168,3 +168,12 @@ def committed_shards(storage: Storage) -> dict[str, dict]:
         if all(storage.exists(f"{SHARDS_DIR}/{f['name']}") and storage.size(f"{SHARDS_DIR}/{f['name']}") == f["bytes"] for f in files):
             records[record["shard"]] = record
     return records
+
+
+def pairs_written(committed: dict[str, dict]) -> dict[str, int]:
+    """Pairs per category over the given commit records."""
+    written: dict[str, int] = {}
+    for record in committed.values():
+        for category, n in record["categories"].items():
+            written[category] = written.get(category, 0) + n
+    return written
