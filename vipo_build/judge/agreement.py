@@ -1,0 +1,253 @@
+"""Agreement statistics: of the judge's votes on each pair, and of people labelling the same pairs.
+
+Judge side: per pair, vote share, order consistency and per-dimension score margins; per
+category or dataset, order-consistency rate, Fleiss' kappa over the votes, mean vote share and
+the drop funnel. Human side: majority labels, each rater against the majority of the others,
+and inter-rater agreement. Cohen's kappa compares any two raters (e.g. judge and human majority).
+
+Human ratings are given per item as {rater: label}, with abstentions (skips) left out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from itertools import combinations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from vipo_build.records import Verdict
+
+Label = Hashable
+Ratings = Mapping[str, Label]  # one item: rater id -> label
+
+# The reasons in the order aggregate() tests its rules, so the counts read as a funnel.
+FUNNEL = ("judge_error", "tie", "order_inconsistent", "low_agreement", "critical_conflict", "kept")
+VOTE_CATEGORIES = ("side0", "side1", "tie")
+
+
+class _Stats(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- two or more raters, any labels ------------------------------------------------------------
+
+
+def fleiss_kappa(table: np.ndarray | Sequence[Sequence[int]]) -> float | None:
+    """Fleiss' kappa of an items x categories table of rating counts.
+
+    Items may have different numbers of ratings n_i: an item's agreement is the share of its own
+    n_i (n_i - 1) ordered rating pairs that agree, averaged over the items with n_i >= 2 (items
+    with fewer have no pair to agree on and are left out); chance agreement uses the category
+    shares over all ratings of those items. With the same n for every item this is Fleiss'
+    kappa exactly. None where it is undefined: no item with two ratings, or every rating in one
+    category (chance agreement 1).
+    """
+    counts = np.asarray(table, dtype=float)
+    if counts.ndim != 2:
+        raise ValueError(f"expected an items x categories table, got shape {counts.shape}")
+    per_item = counts.sum(axis=1)
+    counts, per_item = counts[per_item >= 2], per_item[per_item >= 2]
+    if len(per_item) == 0:
+        return None
+    observed = (((counts * counts).sum(axis=1) - per_item) / (per_item * (per_item - 1))).mean()
+    shares = counts.sum(axis=0) / per_item.sum()
+    chance = float((shares * shares).sum())
+    if np.isclose(chance, 1.0):
+        return None
+    return float((observed - chance) / (1.0 - chance))
+
+
+def cohen_kappa(first: Sequence[Label], second: Sequence[Label]) -> float | None:
+    """Cohen's kappa of two raters' labels on the same items (position i: item i).
+
+    None where it is undefined: no items, or both raters always giving the same single label.
+    """
+    if len(first) != len(second):
+        raise ValueError(f"the raters labelled {len(first)} and {len(second)} items; need the same items")
+    n = len(first)
+    if n == 0:
+        return None
+    observed = sum(a == b for a, b in zip(first, second)) / n
+    first_counts, second_counts = Counter(first), Counter(second)
+    chance = sum(first_counts[label] * second_counts[label] for label in first_counts) / (n * n)
+    if np.isclose(chance, 1.0):
+        return None
+    return (observed - chance) / (1.0 - chance)
+
+
+def majority_label(labels: Iterable[Label]) -> Label | None:
+    """The most frequent label; None when there is none or the top two are tied."""
+    top = Counter(labels).most_common(2)
+    if not top or (len(top) == 2 and top[0][1] == top[1][1]):
+        return None
+    return top[0][0]
+
+
+# ---- human raters ------------------------------------------------------------------------------
+
+
+class RaterAccuracy(_Stats):
+    """One rater against the majority of the other raters, over the items where that majority exists."""
+
+    scored: int
+    agreed: int
+    accuracy: float | None
+
+
+class InterRater(_Stats):
+    items: int = Field(description="Items with at least two ratings: the ones agreement can be measured on.")
+    raters: int
+    pairwise_agreement: float | None = Field(description="Mean over rater pairs of their percent agreement on the items both labelled.")
+    fleiss_kappa: float | None
+
+
+def leave_one_out_accuracy(items: Iterable[Ratings]) -> dict[str, RaterAccuracy]:
+    """Each rater's accuracy against the majority label of the OTHER raters of each item.
+
+    An item counts for a rater only where the others have a majority (at least one other rating,
+    no tie at the top), so a rater is never compared with a majority their own label decided.
+    Raters with no such item get accuracy None. Sorted by rater id.
+    """
+    scored: Counter = Counter()
+    agreed: Counter = Counter()
+    raters: set[str] = set()
+    for ratings in items:
+        for rater, label in ratings.items():
+            raters.add(rater)
+            others = majority_label(other for r, other in ratings.items() if r != rater)
+            if others is not None:
+                scored[rater] += 1
+                agreed[rater] += label == others
+    return {
+        rater: RaterAccuracy(scored=scored[rater], agreed=agreed[rater],
+                             accuracy=agreed[rater] / scored[rater] if scored[rater] else None)
+        for rater in sorted(raters)
+    }
+
+
+def mean_accuracy(accuracies: Mapping[str, RaterAccuracy]) -> float | None:
+    """Unweighted mean over the raters that have an accuracy: every rater counts once."""
+    values = [a.accuracy for a in accuracies.values() if a.accuracy is not None]
+    return float(np.mean(values)) if values else None
+
+
+def pairwise_agreement(items: Iterable[Ratings]) -> float | None:
+    """Mean pairwise percent agreement: for every two raters who labelled at least one item in
+    common, the share of their common items with the same label; the unweighted mean over those
+    rater pairs (pairs with no common item are left out). None when no two raters share an item."""
+    shared: Counter = Counter()
+    same: Counter = Counter()
+    for ratings in items:
+        for (rater_a, label_a), (rater_b, label_b) in combinations(sorted(ratings.items()), 2):
+            shared[rater_a, rater_b] += 1
+            same[rater_a, rater_b] += label_a == label_b
+    if not shared:
+        return None
+    return float(np.mean([same[pair] / shared[pair] for pair in shared]))
+
+
+def rating_table(items: Iterable[Ratings], categories: Sequence[Label]) -> np.ndarray:
+    """Items x categories counts of the ratings, for fleiss_kappa."""
+    column = {category: j for j, category in enumerate(categories)}
+    rows = []
+    for ratings in items:
+        row = [0] * len(categories)
+        for rater, label in ratings.items():
+            if label not in column:
+                raise ValueError(f"rater {rater!r} gave label {label!r}, not one of {list(categories)}")
+            row[column[label]] += 1
+        rows.append(row)
+    return np.array(rows, dtype=int).reshape(len(rows), len(categories))
+
+
+def inter_rater_agreement(items: Sequence[Ratings], categories: Sequence[Label]) -> InterRater:
+    """Agreement among the raters of the items: mean pairwise percent agreement and Fleiss' kappa.
+
+    Items may have different raters and different numbers of them; both statistics use only
+    the items with at least two ratings (see pairwise_agreement and fleiss_kappa for how each
+    handles the varying numbers).
+    """
+    rated = [ratings for ratings in items if len(ratings) >= 2]
+    return InterRater(
+        items=len(rated),
+        raters=len({rater for ratings in rated for rater in ratings}),
+        pairwise_agreement=pairwise_agreement(rated),
+        fleiss_kappa=fleiss_kappa(rating_table(rated, categories)),
+    )
+
+
+# ---- the judge ---------------------------------------------------------------------------------
+
+
+class PairAgreement(_Stats):
+    pair_id: str
+    vote_share: float
+    order_consistent: bool
+    margins: dict[str, float] = Field(description="Chosen minus rejected mean score per dimension; empty when no side won.")
+
+
+class JudgeAgreement(_Stats):
+    pairs: int
+    decided: int = Field(description="Pairs where a side won the vote; the rates and means below are over these.")
+    order_consistency_rate: float | None
+    mean_vote_share: float | None
+    mean_margins: dict[str, float]
+    fleiss_kappa: float | None = Field(description="Over the usable votes: items = pairs, raters = votes, categories = side 0 / side 1 / tie.")
+    funnel: dict[str, int] = Field(description="Pairs per reason, in the order the keep rules are tested (reasons not known here go last).")
+
+
+class DatasetAgreement(_Stats):
+    categories: dict[str, JudgeAgreement]
+    overall: JudgeAgreement
+
+
+def score_margins(verdict: Verdict) -> dict[str, float]:
+    if verdict.chosen_side is None:
+        return {}
+    chosen, rejected = verdict.mean_scores[verdict.chosen_side], verdict.mean_scores[1 - verdict.chosen_side]
+    return {d: round(chosen[d] - rejected[d], 4) for d in chosen}  # mean scores carry 4 decimals
+
+
+def pair_agreement(verdict: Verdict) -> PairAgreement:
+    return PairAgreement(pair_id=verdict.pair_id, vote_share=verdict.vote_share,
+                         order_consistent=verdict.order_consistent, margins=score_margins(verdict))
+
+
+def vote_counts(verdict: Verdict) -> list[int]:
+    """Usable votes for side 0, side 1 and tie (the columns of VOTE_CATEGORIES)."""
+    usable = [v.winner_side for v in verdict.votes if v.valid]
+    return [usable.count(0), usable.count(1), usable.count(None)]
+
+
+def judge_agreement(verdicts: Sequence[Verdict]) -> JudgeAgreement:
+    decided = [v for v in verdicts if v.chosen_side is not None]
+    margins: defaultdict[str, list[float]] = defaultdict(list)
+    for verdict in decided:
+        for dimension, margin in score_margins(verdict).items():
+            margins[dimension].append(margin)
+    reasons = Counter(v.reason for v in verdicts)
+    funnel = {reason: reasons[reason] for reason in FUNNEL}
+    funnel |= {reason: n for reason, n in sorted(reasons.items()) if reason not in funnel}
+    return JudgeAgreement(
+        pairs=len(verdicts),
+        decided=len(decided),
+        order_consistency_rate=_mean([v.order_consistent for v in decided]),
+        mean_vote_share=_mean([v.vote_share for v in decided]),
+        mean_margins={d: float(np.mean(values)) for d, values in sorted(margins.items())},
+        fleiss_kappa=fleiss_kappa(np.array([vote_counts(v) for v in verdicts], dtype=int).reshape(-1, 3)),
+        funnel=funnel,
+    )
+
+
+def dataset_agreement(verdicts: Mapping[str, Sequence[Verdict]]) -> DatasetAgreement:
+    """judge_agreement per category ({category: its verdicts}) and over all of them."""
+    return DatasetAgreement(
+        categories={name: judge_agreement(found) for name, found in sorted(verdicts.items())},
+        overall=judge_agreement([v for found in verdicts.values() for v in found]),
+    )
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if values else None
