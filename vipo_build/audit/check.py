@@ -1,0 +1,45 @@
+"""Which categories and shards break the balance: each offender names what is off and by how much."""
+
+from __future__ import annotations
+
+from vipo_build.audit.model import Offender, RunAudit
+
+
+def beyond(deviation_pp: float, tolerance_pct: float) -> bool:
+    return abs(deviation_pp) > tolerance_pct
+
+
+def category_offenders(run: RunAudit, tolerance_pct: float) -> list[Offender]:
+    return [
+        Offender(root=run.root, kind="category", category=c.category, shard=None, deviation_pp=c.deviation_pp,
+                 message=f"category {c.category}: {c.share:.2%} of the committed pairs ({c.pairs}), plan "
+                         f"{c.target_share:.2%} ({c.target}); {c.deviation_pp:+.2f} pp")
+        for c in run.categories
+        if beyond(c.deviation_pp, tolerance_pct)
+    ]
+
+
+def shard_offenders(run: RunAudit, tolerance_pct: float) -> list[Offender]:
+    offenders = []
+    for shard in run.shard_balance:
+        if shard.planned is None:
+            offenders.append(Offender(root=run.root, kind="unplanned_shard", category=None, shard=shard.shard, deviation_pp=None,
+                                      message=f"shard {shard.shard}: committed but not in the shard plan"))
+            continue
+        for name, c in shard.categories.items():
+            if c.recorded != c.pairs:
+                offenders.append(Offender(
+                    root=run.root, kind="record_mismatch", category=name, shard=shard.shard, deviation_pp=None,
+                    message=f"shard {shard.shard} category {name}: commit record says {c.recorded} pairs, manifest has {c.pairs}",
+                ))
+            if beyond(c.deviation_pp, tolerance_pct):
+                offenders.append(Offender(
+                    root=run.root, kind="shard_mix", category=name, shard=shard.shard, deviation_pp=c.deviation_pp,
+                    message=f"shard {shard.shard} category {name}: {c.pairs} of {shard.pairs} pairs ({c.share:.2%}), "
+                            f"plan {c.planned} of {shard.planned} ({c.planned_share:.2%}); {c.deviation_pp:+.2f} pp",
+                ))
+    return offenders
+
+
+def offenders(run: RunAudit, tolerance_pct: float) -> list[Offender]:
+    return category_offenders(run, tolerance_pct) + shard_offenders(run, tolerance_pct)

@@ -1,0 +1,82 @@
+"""Read what an audit needs from a dataset root: run.json, plan.parquet, the committed shards'
+commit records and manifests, and the cache counts `vipo-build status` reports.
+
+Every read goes through Storage, so local paths and object-store URLs (s3://...) both work.
+Shards without a valid commit record are never read: a run in progress is audited on what it
+has committed.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vipo_build.config import PipelineConfig
+from vipo_build.errors import VipoError
+from vipo_build.run import RUN_JSON, open_root, read_run_json
+from vipo_build.runtime.storage import Storage
+from vipo_build.shards.writer import MANIFEST_SCHEMA, SHARDS_DIR, committed_shards
+from vipo_build.status import root_status
+
+PLAN_PARQUET = "plan.parquet"
+MANIFEST_BATCH = 64  # manifests held in memory as bytes at once
+MANIFEST_COLUMNS = [
+    "shard", "category", "chosen_generator", "rejected_generator", "width", "height", "frames",
+    "vote_share", "order_consistent", "chosen_scores", "rejected_scores",
+]
+
+
+@dataclass(frozen=True)
+class RootContents:
+    storage: Storage
+    config: PipelineConfig
+    plan: pa.Table  # shard, category, pairs: the whole planned dataset
+    records: dict[str, dict]  # commit records of the committed shards, by shard name
+    manifests: pa.Table  # MANIFEST_COLUMNS of every committed shard's manifest
+    status: dict  # root_status(): stage progress and per-category kept/dropped from the caches
+
+
+def read_root(root: str) -> RootContents:
+    storage = open_root(root)
+    if not storage.exists(RUN_JSON):
+        raise VipoError(f"{root}: no run.json: not a vipo-build dataset root (or not started yet)")
+    config, _ = read_run_json(storage)
+    if not storage.exists(PLAN_PARQUET):
+        raise VipoError(f"{root}: no {PLAN_PARQUET}: the root's shard plan is missing")
+    records = committed_shards(storage)
+    return RootContents(
+        storage=storage,
+        config=config,
+        plan=read_plan(storage),
+        records=records,
+        manifests=read_manifests(storage, records),
+        status=root_status(storage),
+    )
+
+
+def read_plan(storage: Storage) -> pa.Table:
+    try:
+        return storage.read_table(PLAN_PARQUET).select(["shard", "category", "pairs"])
+    except (pa.ArrowException, KeyError) as err:
+        raise VipoError(f"{storage.url}/{PLAN_PARQUET}: unreadable ({type(err).__name__}: {err})") from None
+
+
+def read_manifests(storage: Storage, records: dict[str, dict]) -> pa.Table:
+    """The manifests of the given shards, fetched in batches (each batch concurrently on object stores)."""
+    paths = {shard: f"{SHARDS_DIR}/{record['files']['parquet']['name']}" for shard, record in sorted(records.items())}
+    shards = list(paths)
+    tables = [MANIFEST_SCHEMA.empty_table().select(MANIFEST_COLUMNS)]
+    for start in range(0, len(shards), MANIFEST_BATCH):
+        batch = shards[start : start + MANIFEST_BATCH]
+        contents = storage.read_many([paths[shard] for shard in batch])
+        for shard in batch:
+            try:
+                tables.append(pq.read_table(io.BytesIO(contents[paths[shard]]), columns=MANIFEST_COLUMNS))
+            except pa.ArrowException as err:
+                raise VipoError(
+                    f"{storage.url}/{paths[shard]}: unreadable manifest ({type(err).__name__}); run `vipo-build verify` on the root"
+                ) from None
+    return pa.concat_tables(tables)

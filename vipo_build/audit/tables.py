@@ -1,0 +1,94 @@
+"""The report's tables as plain rows of text, rendered to the terminal, Markdown and HTML alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vipo_build.audit.check import beyond
+from vipo_build.audit.model import AuditReport, RunAudit
+
+
+@dataclass(frozen=True)
+class TextTable:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    flagged: list[bool] = field(default_factory=list)  # rows that break the balance, per row
+
+
+def percent(share: float) -> str:
+    return f"{share:.2%}"
+
+
+def points(deviation_pp: float) -> str:
+    return f"{deviation_pp:+.2f} pp"
+
+
+def optional(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def category_table(run: RunAudit, tolerance_pct: float) -> TextTable:
+    return TextTable(
+        title=f"{run.name} ({run.root}): {run.shards.committed} of {run.shards.planned} shards committed, "
+              f"{run.pairs.committed} pairs (plan for them: {run.pairs.target}; dataset: {run.pairs.planned})",
+        header=["category", "pairs", "target", "share", "target share", "deviation", "quota", "progress"],
+        rows=[[c.category, str(c.pairs), str(c.target), percent(c.share), percent(c.target_share), points(c.deviation_pp),
+               str(c.quota), percent(c.progress)] for c in run.categories],
+        flagged=[beyond(c.deviation_pp, tolerance_pct) for c in run.categories],
+    )
+
+
+def comparison_table(report: AuditReport) -> TextTable:
+    run, other = report.run, report.compare
+    return TextTable(
+        title=f"side by side: A = {run.name} ({run.root}), B = {other.name} ({other.root})",
+        header=["category", "pairs A", "share A", "pairs B", "share B", "share A - B"],
+        rows=[[r.category, str(r.pairs), percent(r.share), str(r.other_pairs), percent(r.other_share), points(r.difference_pp)]
+              for r in report.comparison or []],
+    )
+
+
+def shard_table(run: RunAudit, report: AuditReport) -> TextTable:
+    offending = {o.shard for o in report.offenders if o.root == run.root and o.shard}
+    return TextTable(
+        title=f"{run.name}: shards (committed; category mix against the plan)",
+        header=["shard", "pairs", "planned", "largest |deviation|", "mix (pairs/planned)"],
+        rows=[[s.shard, str(s.pairs), "-" if s.planned is None else str(s.planned), f"{s.max_abs_deviation_pp:.2f} pp",
+               ", ".join(f"{name} {c.pairs}/{c.planned}" for name, c in s.categories.items() if c.pairs or c.planned)]
+              for s in run.shard_balance],
+        flagged=[s.shard in offending for s in run.shard_balance],
+    )
+
+
+def generator_table(run: RunAudit) -> TextTable:
+    return TextTable(
+        title=f"{run.name}: generators (pairs against another generator)",
+        header=["generator", "chosen", "rejected", "win rate"],
+        rows=[[g.generator, str(g.chosen), str(g.rejected), optional(g.win_rate, ".1%")] for g in run.generators.generators],
+    )
+
+
+def agreement_table(run: RunAudit) -> TextTable:
+    return TextTable(
+        title=f"{run.name}: judge agreement per category",
+        header=["category", "pairs", "mean vote share", "order-consistency rate"],
+        rows=[[a.category, str(a.pairs), optional(a.mean_vote_share, ".3f"), optional(a.order_consistent_rate, ".1%")]
+              for a in run.agreement],
+    )
+
+
+def funnel_table(run: RunAudit) -> TextTable:
+    f = run.funnel
+    stages = ", ".join(f"{name} {s.done}/{s.total}" for name, s in f.stages.items())
+    return TextTable(
+        title=f"{run.name}: drop funnel ({f.prompts_accepted} of {f.prompts_requested} prompts accepted; stages: {stages})",
+        header=["category", "judged", "kept", "written", "dropped"],
+        rows=[[c.category, str(c.judged), str(c.kept), str(c.written), ", ".join(f"{k} {v}" for k, v in c.dropped.items()) or "-"]
+              for c in f.categories],
+    )
+
+
+def run_tables(run: RunAudit, report: AuditReport) -> list[TextTable]:
+    return [category_table(run, report.tolerance_pct), shard_table(run, report), generator_table(run),
+            agreement_table(run), funnel_table(run)]
