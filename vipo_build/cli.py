@@ -107,8 +107,46 @@ def verify(
 
 
 @app.command()
+def audit(
+    root: str = typer.Argument(..., help="Dataset root (path or fsspec URL)."),
+    tolerance: float = typer.Option(1.0, "--tolerance", min=0,
+                                    help="Largest allowed deviation of a category's share from the plan, in percentage points (run-wide and per shard)."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="A second root, audited the same way and shown side by side."),
+) -> None:
+    """Balance and agreement of the committed shards against the plan; reports in ROOT/reports/; exit 1 naming each offender."""
+    from vipo_build.audit.command import audit as audit_root
+
+    try:
+        code = audit_root(root, tolerance, compare, console)
+    except VipoError as err:
+        _fail(err)
+    raise typer.Exit(code)
+
+
+@app.command()
+def calibrate(
+    root: str = typer.Argument(..., help="Dataset root (path or fsspec URL)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Parquet of human labels: key, rater, choice (A, B or skip)."),
+    sample: Optional[int] = typer.Option(None, "--sample", help="Export N kept pairs, stratified by category, for A/B labelling."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample and of which side is shown as A."),
+) -> None:
+    """Check the judge against people: export an A/B sample to label, or score judge and raters on the labels."""
+    from vipo_build.calibrate import calibrate as score_labels, export_sample
+
+    if (labels is None) == (sample is None):
+        _fail(VipoError("calibrate: give exactly one of --sample N or --labels LABELS.parquet"))
+    try:
+        if sample is not None:
+            console.print(f"wrote {export_sample(root, sample, seed)}", markup=False)
+        else:
+            score_labels(root, labels, console)
+    except VipoError as err:
+        _fail(err)
+
+
+@app.command()
 def schema(out: Path = typer.Option(SCHEMAS_DIR, "--out", help="Folder for the JSON Schema files.")) -> None:
-    """Write the JSON Schemas of the pipeline config, manifest row and sample json."""
+    """Write the JSON Schemas of the pipeline config, manifest row, sample json and audit report."""
     from vipo_build.schemas import write_schemas
 
     for path in write_schemas(out):

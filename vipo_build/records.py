@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vipo_build.prompts.categories import Modality
 
@@ -49,6 +50,13 @@ class Candidate(CandidateSpec):
 
     format: str = Field(description="File extension of media: jpg, png, webp or mp4.")
     media: bytes
+    sha256: str = Field("", description="sha256 of media; computed once, where the candidate is encoded.")
+
+    @model_validator(mode="after")
+    def _hash_media(self) -> Candidate:
+        if not self.sha256:
+            self.sha256 = hashlib.sha256(self.media).hexdigest()
+        return self
 
 
 class Vote(Record):

@@ -30,7 +30,7 @@ from vipo_build.judge.actor import Judge
 from vipo_build.prompts import expand
 from vipo_build.prompts.categories import CATEGORIES_DIR, Category
 from vipo_build.records import Prompt, Verdict
-from vipo_build.runtime import cache
+from vipo_build.runtime import cache, failpoints
 from vipo_build.runtime.lock import writer_lock
 from vipo_build.runtime.pools import ActorPool, EventLoop, start_ray
 from vipo_build.runtime.storage import Storage
@@ -39,6 +39,7 @@ from vipo_build.shards.writer import committed_shards
 from vipo_build import summary, tasks
 
 RUN_JSON = "run.json"
+PROGRESS_JSON = "progress.json"  # this run's own rate, for `status` (ETA); not part of the dataset
 MIN_KEEP_RATE = 0.02  # floor of the keep rate used to size later rounds
 
 
@@ -62,9 +63,13 @@ def prepare(config_path: str | Path, out: str | None) -> tuple[PipelineConfig, S
 def open_root(root: str) -> Storage:
     try:
         storage = Storage(root)
+        bucket = storage.root.split("/", 1)[0]
+        found = storage.is_local or storage.fs.exists(bucket)
         storage.exists(RUN_JSON)
     except Exception as err:  # any backend's connection or permission error
         raise VipoError(f"{root}: cannot open the output root: {type(err).__name__}: {err}") from None
+    if not found:
+        raise VipoError(f"{root}: bucket {bucket!r} does not exist (or these credentials cannot see it)")
     return storage
 
 
@@ -112,10 +117,12 @@ def run(config_path: str | Path, out: str | None, console: Console) -> dict | No
         started = check_drift(storage, config)  # again, now that no other run can change the root
         committed = committed_shards(storage)
         if not started:
+            # run.json last: it marks the root as started, so everything else a start writes is there.
+            storage.write_table("plan.parquet", plan.table())
+            failpoints.reached("root.plan_written")
             record = {"config": config.model_dump(mode="json"), "config_hash": config.output_hash(),
                       "category_files": category_files(config), "version": __version__}
             storage.write_bytes(RUN_JSON, json.dumps(record, indent=1, sort_keys=True).encode())
-            storage.write_table("plan.parquet", plan.table())
         if committed:
             console.print(f"Resuming {root}: {len(committed)} of {plan.num_shards} shards already committed.")
         start_ray(config.ray)
@@ -144,6 +151,8 @@ class Run:
         self.config, self.plan, self.storage, self.console = config, plan, storage, console
         self.states = {name: CategoryState(config.category(name), quota) for name, quota in plan.quotas.items()}
         self.committed = dict(committed)
+        self.started_at = time.time()
+        self.done_this_run: Counter = Counter()  # shards, pairs and judged pairs since this run started
         self.pending = [s for s in range(plan.num_shards) if plan.shard_name(s) not in committed]
         self.needed = {s: plan.needed(s) for s in self.pending}
         self.loop = EventLoop()
@@ -257,6 +266,7 @@ class Run:
                 prompts += expand.accept(state.category, requests, answers[name, unit], state.seen,
                                          self.config.prompts.min_chars, round_, self.config.prompts.engine.model, drops)
             cache.write_prompts(self.storage, name, round_, prompts, units, drops)
+            failpoints.reached("prompts.part_written", f"{name}/r{round_}")
             self.add_prompts(state, units, prompts, drops, seen_updated=True)
 
     def add_prompts(self, state: CategoryState, units: list[int], prompts: list[Prompt], drops: dict, seen_updated: bool = False) -> None:
@@ -317,6 +327,8 @@ class Run:
         def done(ref):
             verdicts = ray.get(ref)
             cache.write_judged(self.storage, state.category.name, unit, prompts, verdicts)
+            failpoints.reached("judged.written", f"{state.category.name}/u{unit}")
+            self.done_this_run["judged"] += len(verdicts)
             self.finish_unit(state, unit, verdicts)
 
         pool.submit("judge", (state.category, items), done, items=len(prompts))
@@ -332,6 +344,13 @@ class Run:
 
     # Shards ------------------------------------------------------------------------------
 
+    def write_progress(self) -> None:
+        now = time.time()
+        record = {"started": self.started_at, "updated": now, "seconds": round(now - self.started_at, 3),
+                  "this_run": dict(sorted(self.done_this_run.items())),
+                  "shards": {"committed": len(self.committed), "planned": self.plan.num_shards}}
+        self.storage.write_bytes(PROGRESS_JSON, json.dumps(record, indent=1).encode())
+
     def write_ready_shards(self) -> None:
         for shard in list(self.pending):
             if any(len(self.states[c].kept) < n for c, n in self.needed[shard].items()):
@@ -344,5 +363,7 @@ class Run:
                 record = ray.get(ref)
                 self.committed[record["shard"]] = record
                 self.progress.advance(self.bars["shards"])
+                self.done_this_run.update(shards=1, pairs=record["pairs"])
+                self.write_progress()
 
             self.loop.watch(ref, done)

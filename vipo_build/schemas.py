@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from vipo_build.audit.model import AuditReport
 from vipo_build.config import PipelineConfig
 from vipo_build.shards.sample import SampleJson
 from vipo_build.shards.writer import MANIFEST_SCHEMA
@@ -41,6 +42,7 @@ def all_schemas() -> dict[str, dict]:
         "pipeline.schema.json": PipelineConfig.model_json_schema(),
         "manifest-row.schema.json": manifest_row_schema(),
         "sample.schema.json": SampleJson.model_json_schema(),
+        "audit.schema.json": AuditReport.model_json_schema(),
     }
 
 

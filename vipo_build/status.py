@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime, timezone
+
+import pyarrow.parquet as pq
 
 from rich.console import Console
 from rich.table import Table
@@ -12,7 +15,8 @@ from vipo_build.errors import VipoError
 from vipo_build.runtime import cache
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.plan import ShardPlan
-from vipo_build.run import RUN_JSON, read_run_json
+from vipo_build.run import PROGRESS_JSON, RUN_JSON, read_run_json
+from vipo_build.runtime.lock import LOCK
 from vipo_build.shards.writer import SHARDS_DIR, committed_shards, pairs_written
 
 
@@ -25,19 +29,29 @@ def root_status(storage: Storage) -> dict:
     with_data = {n.rsplit(".", 1)[0] for n in storage.list(SHARDS_DIR) if not n.endswith(".json")}
     written = pairs_written(committed)
     categories = {}
+    stages = {stage: Counter() for stage in ("prompts", "candidates", "judged")}
+    parts = storage.list(cache.PROMPTS_DIR, ".parquet")
     for name, quota in plan.quotas.items():
-        units = storage.list(f"cache/{name}", ".judged.json")
+        prompts, units = 0, 0
+        for part in (p for p in parts if p.startswith(f"part-{name}-r")):
+            with storage.fs.open(storage.path(f"{cache.PROMPTS_DIR}/{part}")) as f:  # reads the footer only
+                metadata = pq.ParquetFile(f).metadata
+            prompts += metadata.num_rows
+            units += len(json.loads(metadata.metadata[b"units"]))
+        cached = storage.list(f"cache/{name}")
+        judged = [n for n in cached if n.endswith(".judged.json")]
         reasons: Counter = Counter()
-        for unit in units:
-            prompts_and_verdicts = json.loads(storage.read_bytes(f"cache/{name}/{unit}"))
-            reasons.update(v["reason"] for v in prompts_and_verdicts["verdicts"])
-        rounds = [n for n in storage.list(cache.PROMPTS_DIR, ".parquet") if n.startswith(f"part-{name}-r")]
+        for data in storage.read_many([f"cache/{name}/{unit}" for unit in judged]).values():
+            reasons.update(v["reason"] for v in json.loads(data)["verdicts"])
+        stages["prompts"].update(done=prompts, total=units * config.generate.unit_size)
+        stages["candidates"].update(done=sum(n.endswith(".candidates.parquet") for n in cached), total=units)
+        stages["judged"].update(done=len(judged), total=units)
         categories[name] = {
             "planned": quota,
             "written": written.get(name, 0),
             "kept": reasons.pop("kept", 0),
-            "units_judged": len(units),
-            "expansion_rounds": len(rounds),
+            "units_judged": len(judged),
+            "expansion_rounds": sum(p.startswith(f"part-{name}-r") for p in parts),
             "dropped": dict(sorted(reasons.items())),
         }
     names = [plan.shard_name(s) for s in range(plan.num_shards)]
@@ -45,6 +59,12 @@ def root_status(storage: Storage) -> dict:
     return {
         "root": storage.url,
         "name": config.name,
+        "running": storage.exists(LOCK),
+        "stages": {
+            # prompts: accepted of requested; candidates and judged: work units of those expanded so far
+            **{stage: {"done": c["done"], "total": c["total"]} for stage, c in stages.items()},
+            "shards": {"done": len(committed), "total": plan.num_shards},
+        },
         "shards": {
             "planned": plan.num_shards,
             "complete": len(committed),
@@ -52,16 +72,40 @@ def root_status(storage: Storage) -> dict:
             "missing": sum(1 for n in names if n not in committed and n not in with_data),
         },
         "categories": categories,
+        "rate": rate(storage, plan.num_shards - len(committed)),
         "last_run_stages": summary["stages"] if summary else {},
+    }
+
+
+def rate(storage: Storage, shards_left: int) -> dict | None:
+    """Throughput of the current (or last) run and the time left at that rate; None before its first shard."""
+    if not storage.exists(PROGRESS_JSON):
+        return None
+    progress = json.loads(storage.read_bytes(PROGRESS_JSON))
+    seconds, done = progress["seconds"], progress["this_run"]
+    if not seconds or not done.get("shards"):
+        return None
+    return {
+        "pairs_per_hour": round(done["pairs"] / seconds * 3600, 1),
+        "shards_per_hour": round(done["shards"] / seconds * 3600, 2),
+        "eta_seconds": round(shards_left * seconds / done["shards"]),
+        "measured_at": datetime.fromtimestamp(progress["updated"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
 def show(status: dict, console: Console) -> None:
     shards = status["shards"]
     console.print(
-        f"{status['name']} at {status['root']}: {shards['complete']}/{shards['planned']} shards complete, "
+        f"{status['name']} at {status['root']} ({'running' if status['running'] else 'not running'}): "
+        f"{shards['complete']}/{shards['planned']} shards complete, "
         f"{len(shards['incomplete'])} incomplete, {shards['missing']} not started"
     )
+    console.print("  ".join(f"{stage} {s['done']}/{s['total']}" for stage, s in status["stages"].items()))
+    if status["rate"]:
+        r = status["rate"]
+        eta = f"{r['eta_seconds'] // 3600}h{r['eta_seconds'] % 3600 // 60:02d}m"
+        console.print(f"{r['pairs_per_hour']:.0f} pairs/h, {r['shards_per_hour']:.1f} shards/h (at {r['measured_at']}); "
+                      f"ETA at that rate: {eta}")
     table = Table()
     for column in ("category", "planned", "written", "kept", "units judged", "rounds", "dropped"):
         table.add_column(column, justify="left" if column in ("category", "dropped") else "right")

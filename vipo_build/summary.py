@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from vipo_build.judge.agreement import dataset_agreement
 from vipo_build.shards.writer import pairs_written
 
 if TYPE_CHECKING:
@@ -30,6 +31,10 @@ def build(run: Run, seconds: float) -> dict:
             for name, state in run.states.items()
         },
         "stages": run.stage_stats,
+        # every verdict of the run, kept or dropped: the judge's agreement as the data were labelled
+        "agreement": dataset_agreement(
+            {name: [v for verdicts in state.judged.values() for v in verdicts] for name, state in run.states.items()}
+        ).model_dump(mode="json"),
     }
 
 
@@ -53,3 +58,15 @@ def show(result: dict, console: Console) -> None:
     for name, s in result["stages"].items():
         stages.add_row(name, str(s["items"]), f"{s['items_per_s']:.2f}", f"{s['busy_fraction']:.2f}")
     console.print(stages)
+    agreement = Table(title="Judge agreement (all judged pairs; rates over decided pairs)")
+    for column in ("category", "judged", "decided", "order-consistent", "mean vote share", "Fleiss' kappa"):
+        agreement.add_column(column, justify="left" if column == "category" else "right")
+    rows = {**result["agreement"]["categories"], "all": result["agreement"]["overall"]}
+    for name, a in rows.items():
+        agreement.add_row(name, str(a["pairs"]), str(a["decided"]), _figure(a["order_consistency_rate"], "{:.1%}"),
+                          _figure(a["mean_vote_share"], "{:.3f}"), _figure(a["fleiss_kappa"], "{:.3f}"))
+    console.print(agreement)
+
+
+def _figure(value: float | None, form: str) -> str:
+    return "-" if value is None else form.format(value)

@@ -9,7 +9,7 @@ from vipo_build.generate.encode import encode_image, encode_video
 from vipo_build.judge.actor import JudgeItem
 from vipo_build.judge.views import judge_view
 from vipo_build.records import Candidate, CandidateSpec, Pair, Prompt
-from vipo_build.runtime import cache
+from vipo_build.runtime import cache, failpoints
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.writer import write_shard
 
@@ -42,6 +42,7 @@ def store_candidates(
     order = {p.id: i for i, p in enumerate(prompts)}
     candidates = sorted((c for batch in batches for c in batch), key=lambda c: (order[c.prompt_id], c.side))
     cache.write_candidates(storage, category, unit, candidates)
+    failpoints.reached("candidates.written", f"{category}/u{unit}")
     return judge_items(config, prompts, candidates)
 
 

@@ -8,6 +8,8 @@ import numpy as np
 
 from vipo_build.config import GeneratorConfig
 from vipo_build.records import CandidateSpec
+from vipo_build.runtime import failpoints
+
 
 class Generator:
     """Runs as a Ray actor (see runtime/pools.py); returns raw uint8 pixels, encoding happens on CPU workers."""
@@ -55,4 +57,5 @@ class Generator:
             else:
                 result = self.pipeline(**kwargs).images
             out.extend(to_uint8(np.asarray(x)) for x in result)
+        failpoints.reached("generate.batch", self.config.name)
         return out, time.perf_counter() - start

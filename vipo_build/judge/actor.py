@@ -12,6 +12,7 @@ from vipo_build.judge.aggregate import aggregate, to_vote
 from vipo_build.judge.rubric import judge_conversation, verdict_schema
 from vipo_build.prompts.categories import Category
 from vipo_build.records import Verdict
+from vipo_build.runtime import failpoints
 from vipo_build.runtime.vllm_engine import chat_json, start_engine
 from vipo_build.seeding import derive_seed
 
@@ -54,4 +55,5 @@ class Judge:
             span = range(i * per_item, (i + 1) * per_item)
             votes = [to_vote(answers[j], keys[j][0], keys[j][1], keys[j][2], dims) for j in span]
             verdicts.append(aggregate(item.pair_id, votes, self.config.threshold, rubric.critical))
+        failpoints.reached("judge.batch", category.name)
         return verdicts, time.perf_counter() - start

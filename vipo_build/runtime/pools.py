@@ -16,6 +16,7 @@ from typing import Callable
 import ray
 
 from vipo_build.config import PoolConfig, RayConfig
+from vipo_build.runtime import failpoints
 
 
 def start_ray(config: RayConfig) -> None:
@@ -23,7 +24,8 @@ def start_ray(config: RayConfig) -> None:
     if ray.is_initialized():
         return
     address = config.address or os.environ.get("RAY_ADDRESS")
-    runtime_env = {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+    env_vars = {"TOKENIZERS_PARALLELISM": "false", **{k: os.environ[k] for k in failpoints.ENV_VARS if k in os.environ}}
+    runtime_env = {"env_vars": env_vars}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         return

@@ -27,7 +27,7 @@ class Storage:
         return posixpath.join(self.root, rel)
 
     def exists(self, rel: str) -> bool:
-        return self.fs.exists(self.path(rel))
+        return self.fs.exists(self._fresh(rel))
 
     def read_bytes(self, rel: str) -> bytes:
         return self.fs.cat_file(self.path(rel))
@@ -54,15 +54,36 @@ class Storage:
 
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Names (not paths) of the files in a folder that end with suffix; [] when it does not exist."""
+        return [n for n in self.sizes(rel_dir) if n.endswith(suffix)]
+
+    def sizes(self, rel_dir: str) -> dict[str, int]:
+        """Name -> bytes of the files in a folder, sorted by name, from one listing; {} when it does not exist."""
         try:
-            entries = self.fs.ls(self.path(rel_dir), detail=False, refresh=True)
+            entries = self.fs.ls(self.path(rel_dir), detail=True, refresh=True)
         except FileNotFoundError:
-            return []
-        names = (posixpath.basename(e.rstrip("/")) for e in entries)
-        return sorted(n for n in names if n.endswith(suffix) and ".tmp-" not in n)
+            return {}
+        files = ((posixpath.basename(e["name"].rstrip("/")), e["size"]) for e in entries if e["type"] == "file")
+        return dict(sorted((n, size) for n, size in files if ".tmp-" not in n))
+
+    def read_many(self, rels: list[str]) -> dict[str, bytes]:
+        """rel path -> contents; object stores fetch them concurrently."""
+        if not rels:
+            return {}
+        if self.is_local:
+            return {rel: self.read_bytes(rel) for rel in rels}
+        by_path = self.fs.cat([self.path(rel) for rel in rels])
+        return {rel: by_path[self.path(rel)] for rel in rels}
 
     def size(self, rel: str) -> int:
-        return self.fs.size(self.path(rel))
+        return self.fs.size(self._fresh(rel))
+
+    def _fresh(self, rel: str) -> str:
+        """The path, with any cached listing of it dropped: another process (a Ray worker, another
+        host) may have written it since this one listed its folder."""
+        path = self.path(rel)
+        if not self.is_local:
+            self.fs.invalidate_cache(path)
+        return path
 
     def read_table(self, rel: str) -> pa.Table:
         return pq.read_table(io.BytesIO(self.read_bytes(rel)))

@@ -31,6 +31,7 @@ class SampleJudge(_Record):
     vote_share: float = Field(description="Votes for the chosen candidate over all usable votes.")
     order_consistent: bool
     mean_scores: dict[str, dict[str, float]] = Field(description="{chosen: {dimension: mean}, rejected: {...}}.")
+    score_margins: dict[str, float] = Field(description="Chosen minus rejected mean score per dimension.")
 
 
 class SampleJson(_Record):

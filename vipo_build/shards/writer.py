@@ -14,7 +14,9 @@ import json
 import pyarrow as pa
 import webdataset as wds
 
+from vipo_build.judge.agreement import score_margins
 from vipo_build.records import Candidate, Pair
+from vipo_build.runtime import failpoints
 from vipo_build.runtime.storage import Storage, parquet_bytes
 from vipo_build.shards.sample import SampleJson, SampleJudge, SampleSide, SampleVote
 
@@ -43,6 +45,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("order_consistent", pa.bool_()),
         ("chosen_scores", pa.map_(pa.string(), pa.float64())),
         ("rejected_scores", pa.map_(pa.string(), pa.float64())),
+        ("score_margins", pa.map_(pa.string(), pa.float64())),
     ]
 )
 
@@ -50,7 +53,7 @@ MANIFEST_SCHEMA = pa.schema(
 def _side(candidate: Candidate) -> SampleSide:
     return SampleSide(
         **candidate.model_dump(include={"generator", "seed", "width", "height", "frames", "fps"}),
-        sha256=hashlib.sha256(candidate.media).hexdigest(),
+        sha256=candidate.sha256,
     )
 
 
@@ -75,6 +78,7 @@ def sample_json(pair: Pair) -> SampleJson:
             vote_share=verdict.vote_share,
             order_consistent=verdict.order_consistent,
             mean_scores={"chosen": verdict.mean_scores[chosen], "rejected": verdict.mean_scores[rejected]},
+            score_margins=score_margins(verdict),
         ),
     )
 
@@ -97,10 +101,10 @@ def manifest_row(pair: Pair, shard: str) -> dict:
         "prompt": pair.prompt.text,
         "chosen_generator": pair.chosen.generator,
         "chosen_seed": pair.chosen.seed,
-        "chosen_sha256": hashlib.sha256(pair.chosen.media).hexdigest(),
+        "chosen_sha256": pair.chosen.sha256,
         "rejected_generator": pair.rejected.generator,
         "rejected_seed": pair.rejected.seed,
-        "rejected_sha256": hashlib.sha256(pair.rejected.media).hexdigest(),
+        "rejected_sha256": pair.rejected.sha256,
         "format": pair.chosen.format,
         "width": pair.chosen.width,
         "height": pair.chosen.height,
@@ -110,6 +114,7 @@ def manifest_row(pair: Pair, shard: str) -> dict:
         "order_consistent": verdict.order_consistent,
         "chosen_scores": list(verdict.mean_scores[chosen].items()),
         "rejected_scores": list(verdict.mean_scores[rejected].items()),
+        "score_margins": list(score_margins(verdict).items()),
     }
 
 
@@ -135,7 +140,9 @@ def write_shard(storage: Storage, shard: str, pairs: list[Pair]) -> dict:
     tar = tar_bytes(pairs)
     manifest = parquet_bytes(pa.Table.from_pylist([manifest_row(p, shard) for p in pairs], schema=MANIFEST_SCHEMA))
     storage.write_bytes(f"{SHARDS_DIR}/{shard}.tar", tar)
+    failpoints.reached("shard.tar_written", shard)
     storage.write_bytes(f"{SHARDS_DIR}/{shard}.parquet", manifest)
+    failpoints.reached("shard.data_written", shard)
     categories: dict[str, int] = {}
     for pair in pairs:
         categories[pair.prompt.category] = categories.get(pair.prompt.category, 0) + 1
@@ -153,19 +160,26 @@ def write_shard(storage: Storage, shard: str, pairs: list[Pair]) -> dict:
         },
     }
     storage.write_bytes(f"{SHARDS_DIR}/{shard}.json", json.dumps(record, indent=1, sort_keys=True).encode())
+    failpoints.reached("shard.committed", shard)
     return record
 
 
 def committed_shards(storage: Storage) -> dict[str, dict]:
-    """Commit records whose data files exist with the recorded sizes (a cheap check; `verify` hashes)."""
+    """Commit records whose data files exist with the recorded sizes (a cheap check; `verify` hashes).
+
+    One listing gives every size, and the records are fetched together (concurrently on object
+    stores): the scan costs one request per shard, not five.
+    """
+    sizes = storage.sizes(SHARDS_DIR)
+    names = [f"{SHARDS_DIR}/{n}" for n in sizes if n.endswith(".json")]
     records = {}
-    for name in storage.list(SHARDS_DIR, ".json"):
+    for data in storage.read_many(names).values():
         try:
-            record = json.loads(storage.read_bytes(f"{SHARDS_DIR}/{name}"))
+            record = json.loads(data)
             files = record["files"].values()
         except (ValueError, KeyError, AttributeError):
             continue  # not a commit record of ours: the shard counts as not committed
-        if all(storage.exists(f"{SHARDS_DIR}/{f['name']}") and storage.size(f"{SHARDS_DIR}/{f['name']}") == f["bytes"] for f in files):
+        if all(sizes.get(f["name"]) == f["bytes"] for f in files):
             records[record["shard"]] = record
     return records
 

@@ -1,0 +1,187 @@
+"""Crash safety on the real stack: SIGKILL of the whole run at seeded points, `ray.kill` of an
+actor, and an S3 root (moto's server) whose connections are cut mid-upload."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.conftest import tiny_config, write_config
+from tests.s3 import CREDENTIALS, s3_server
+from vipo_build.runtime import failpoints
+
+KILL_SEED = 20261126
+# Stage order; the schedule kills once at each point and a second time in the judge.
+KILL_POINTS = [
+    "root.plan_written", "prompts.part_written", "generate.batch", "candidates.written", "judge.batch",
+    "judge.batch", "judged.written", "shard.tar_written", "shard.data_written", "shard.committed",
+]
+NOT_OUTPUT = {"summary.json", "progress.json"}  # timings of one run, not dataset content
+
+
+def vipo(*args: str, env: dict | None = None, **failpoint_env: str) -> subprocess.CompletedProcess:
+    """Run the CLI in a session of its own, so a failpoint kill takes its whole process tree."""
+    full_env = {**os.environ, **(env or {}), **{getattr(failpoints, k): v for k, v in failpoint_env.items()}}
+    process = subprocess.Popen([sys.executable, "-m", "vipo_build.cli", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True)
+    stdout, stderr = process.communicate(timeout=1200)
+    if process.returncode == -9:  # whatever the run started (Ray's services and workers) died with it
+        deadline = time.monotonic() + 10
+        while alive_in_session(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)  # SIGKILL is sent; the kernel still tears the processes down
+        assert not alive_in_session(process.pid)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def alive_in_session(session: int) -> list[int]:
+    alive = []
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == session and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p.pid)
+        except (OSError, psutil.Error):
+            pass  # gone
+    return alive
+
+
+def journal(path: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split(" ", 1)) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def files(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in NOT_OUTPUT}
+
+
+def manifest_keys(root: Path) -> list[str]:
+    return [k for p in sorted((root / "shards").glob("*.parquet")) for k in pq.read_table(p).column("key").to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, tiny_models) -> tuple[Path, Path, list[tuple[str, str]]]:
+    """Two image categories, one generator, one pair per shard; and its uninterrupted run."""
+    work = tmp_path_factory.mktemp("crash")
+    config = tiny_config(output=str(work / "reference"))
+    config["categories"] = {"aesthetics": {"pairs": 2}, "text_rendering": {"pairs": 2}}
+    config["generate"]["pair_strategies"] = {"cross_seed": 1.0}
+    config["generate"]["generators"] = config["generate"]["generators"][:1]
+    config["generate"]["unit_size"] = 16
+    config["shards"]["pairs_per_shard"] = 1
+    path = write_config(work / "small.yaml", config)
+    result = vipo("run", str(path), JOURNAL=str(work / "reference.journal"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path, work / "reference", journal(work / "reference.journal")
+
+
+def test_sigkill_at_seeded_points_then_resume_is_byte_identical(small, tmp_path):
+    config, reference, reference_journal = small
+    rng = random.Random(KILL_SEED)
+    out = tmp_path / "out"
+    events: list[tuple[str, str]] = []
+    assert len(KILL_POINTS) >= 10
+    for i, point in enumerate(KILL_POINTS):
+        at = f"{point}:{rng.randint(1, 2) if point in ('generate.batch', 'judge.batch') else 1}"
+        segment = tmp_path / f"segment{i}.journal"
+        result = vipo("run", str(config), "--out", str(out), JOURNAL=str(segment), KILL=at)
+        events += journal(segment)
+        assert result.returncode == -9, f"{at} never came: " + result.stdout + result.stderr
+        assert [name for name, _ in journal(segment)].count(point) == int(at.rsplit(":", 1)[1])  # died right there
+    final = tmp_path / "final.journal"
+    result = vipo("run", str(config), "--out", str(out), JOURNAL=str(final))
+    assert result.returncode == 0, result.stdout + result.stderr
+    events += journal(final)
+
+    assert files(out) == files(reference)
+    keys = manifest_keys(out)
+    assert len(keys) == len(set(keys)) == 4 and keys == manifest_keys(reference)
+    # each unit's candidates and verdicts entered the cache once, over all the runs together
+    for stage in ("candidates.written", "judged.written"):
+        written = [detail for name, detail in events if name == stage]
+        assert len(written) == len(set(written)), Counter(written).most_common(3)
+        assert sorted(written) == sorted(detail for name, detail in reference_journal if name == stage)
+
+
+def test_actors_killed_mid_call_are_restarted_and_the_output_is_the_same(small, tmp_path):
+    config, reference, _ = small
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    # forget the last unit of each category: the resume generates and judges them again
+    for category in ("aesthetics", "text_rendering"):
+        for cached in sorted((out / "cache" / category).glob("u*.candidates.parquet"))[-1:]:
+            cached.unlink()
+            cached.with_name(cached.name.replace(".candidates.parquet", ".judged.json")).unlink()
+    shutil.rmtree(out / "shards")
+    # two actors per pool this time: the output does not depend on how many there are
+    wider = yaml.safe_load(config.read_text())
+    wider["generate"]["generators"][0]["pool"]["actors"] = 2
+    wider["judge"]["pool"]["actors"] = 2
+    result = vipo("run", str(write_config(tmp_path / "wider.yaml", wider)), "--out", str(out),
+                  JOURNAL=str(tmp_path / "journal"), KILL_ACTOR="generate.batch:1,judge.batch:1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = [name for name, _ in journal(tmp_path / "journal")]
+    assert events.count("generate.batch") == 3 and events.count("judge.batch") == 3  # two calls each, one retried
+    assert files(out) == files(reference)
+
+
+def test_s3_root_with_dropped_connections_and_a_kill(small, tmp_path):
+    config, reference, _ = small
+    url = "s3://vipo-test/runs/small"
+    with s3_server("vipo-test", cut_every=5, cut_after=1500) as (env, proxy, fs):
+        torn: list[str] = []
+        looks = Counter()
+        stop = threading.Event()
+
+        def watch() -> None:
+            """No commit record may ever be visible before its data files, whole."""
+            while not stop.is_set():
+                for path in fs.glob("vipo-test/runs/small/shards/*.json"):
+                    record = json.loads(fs.cat_file(path))
+                    looks["records"] += 1
+                    for f in record["files"].values():
+                        data = fs.cat_file(f"vipo-test/runs/small/shards/{f['name']}")
+                        if hashlib.sha256(data).hexdigest() != f["sha256"]:
+                            torn.append(f["name"])
+                stop.wait(0.2)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            first = vipo("run", str(config), "--out", url, env=env, JOURNAL=str(tmp_path / "journal"), KILL="shard.committed:2")
+            assert first.returncode == -9, first.stdout + first.stderr
+            second = vipo("run", str(config), "--out", url, env=env)
+            assert second.returncode == 0, second.stdout + second.stderr
+            assert "2 of 4 shards already committed" in second.stdout
+        finally:
+            stop.set()
+            watcher.join()
+        assert torn == [] and looks["records"] > 0 and proxy.cuts > 0
+        checked = vipo("verify", url, "--deep", env=env)
+        assert checked.returncode == 0 and "4 shards good, 0 bad" in checked.stdout, checked.stdout + checked.stderr
+        status = vipo("status", url, "--json", env=env)
+        assert json.loads(status.stdout)["shards"]["complete"] == 4, status.stderr
+        for shard in (reference / "shards").iterdir():
+            assert fs.cat_file(f"vipo-test/runs/small/shards/{shard.name}") == shard.read_bytes()
+        secret = CREDENTIALS["AWS_SECRET_ACCESS_KEY"].encode()
+        assert not [p for p in fs.find("vipo-test") if secret in fs.cat_file(p)]
+        assert all(secret.decode() not in r.stdout + r.stderr for r in (first, second, checked, status))
+
+        missing = vipo("status", "s3://no-such-bucket/x", env=env)
+        assert missing.returncode == 2
+        assert missing.stderr.strip() == "error: s3://no-such-bucket/x: bucket 'no-such-bucket' does not exist (or these credentials cannot see it)"
+    unreachable = vipo("status", url, env={**env, "AWS_MAX_ATTEMPTS": "1"})  # the server is gone now
+    assert unreachable.returncode == 2 and len(unreachable.stderr.strip().splitlines()) == 1
+    assert unreachable.stderr.startswith(f"error: {url}: cannot open the output root: "), unreachable.stderr
