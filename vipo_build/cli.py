@@ -153,6 +153,14 @@ def schema(out: Path = typer.Option(SCHEMAS_DIR, "--out", help="Folder for the J
         console.print(f"wrote {path}")
 
 
+@models_app.command("list")
+def list_models(modality: Optional[str] = typer.Option(None, "--modality", help="image or video")) -> None:
+    """The registered generator families: pipeline class, hub id, defaults, native sizes."""
+    from vipo_build.generate.registry import print_generators
+
+    print_generators(Console(soft_wrap=True, width=max(console.width, 180)), modality=modality)
+
+
 @models_app.command("make-tiny")
 def make_tiny(out: Path = typer.Argument(..., help="Folder for the tiny models.")) -> None:
     """Build tiny random-weight models (same classes as production) for tests and the embedded default."""

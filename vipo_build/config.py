@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vipo_build.errors import VipoError
 from vipo_build.prompts.categories import Category, Modality, known_categories, load_category
+from vipo_build.prompts.filter_config import PromptFilterConfig
+from vipo_build.runtime.endpoint import EndpointConfig
 
-PairStrategy = Literal["cross_model", "cross_seed"]
+PairStrategy = Literal["cross_model", "cross_seed", "perturbed"]
 ImageFormat = Literal["jpg", "png", "webp"]
 
 
@@ -46,6 +48,9 @@ class EngineConfig(Strict):
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans.")
     enforce_eager: bool = Field(False, description="Skip CUDA graph capture (faster start, slower decode).")
     options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments for vllm.LLM, passed as-is.")
+    endpoint: EndpointConfig | None = Field(
+        None, description="Ask an OpenAI-compatible server (e.g. `vllm serve`) instead of loading the model in the stage's "
+        "actors; `model` then only names it in the records. The actors need no GPU (pool.num_gpus: 0).")
 
 
 class CategoryConfig(Strict):
@@ -68,13 +73,16 @@ class PromptStageConfig(Strict):
     temperature: float = Field(1.0, ge=0, description="Sampling temperature of the expansion LLM.")
     max_tokens: int = Field(400, ge=8, description="Token limit of one expansion answer (leave room for max_chars).")
     max_chars: int = Field(600, ge=16, description="Longest prompt the LLM may write (a JSON-schema bound).")
-    min_chars: int = Field(10, ge=1, description="Shorter expanded prompts are dropped (reason: too_short).")
+    filters: PromptFilterConfig = Field(default_factory=PromptFilterConfig,
+                                        description="Checks an expanded prompt must pass to be kept (lint, safety, dedup).")
 
 
 class GeneratorConfig(Strict):
     """One generator: a diffusers pipeline and its sampling settings."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Name recorded with every candidate.")
+    family: str | None = Field(None, description="Registered family (`vipo-build models list`): fills model, steps, "
+                                                 "guidance, dtype and call_options; keys set here win.")
     model: str = Field(description="Hub id (org/name) or local directory (absolute, or relative to the config file).")
     modality: Modality
     steps: int = Field(28, ge=1, description="Denoising steps.")
@@ -83,6 +91,15 @@ class GeneratorConfig(Strict):
     batch_size: int = Field(4, ge=1, description="Prompts per pipeline call.")
     call_options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments for the pipeline call, passed as-is.")
     pool: PoolConfig = Field(default_factory=PoolConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("family") is None:
+            return data
+        from vipo_build.generate.registry import apply_family_defaults  # the registry imports this module
+
+        return apply_family_defaults(data)
 
 
 class ImageOutputConfig(Strict):
@@ -188,6 +205,8 @@ class PipelineConfig(Strict):
                     f"category {name!r} uses cross_model pairs but only {len(same_modality)} "
                     f"{category.modality} generator is configured"
                 )
+            if strategies.get("perturbed", 0) > 0 and not category.expansion.perturbation:
+                raise ValueError(f"category {name!r} uses perturbed pairs but its category file sets no expansion.perturbation")
         return self
 
     # Derived views -----------------------------------------------------------------------
@@ -223,7 +242,9 @@ class PipelineConfig(Strict):
 
 
 # Fields that only change how fast a run goes, never what it writes.
-RUNTIME_ONLY = ("pool", "ray", "output")
+# Where and how fast the work runs, never what it produces (an endpoint's model and re-asks do count).
+RUNTIME_ONLY = ("pool", "ray", "output", "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
+                "backoff_s", "max_backoff_s", "wait_for_server_s")
 
 
 def output_fields(config: PipelineConfig) -> dict[str, Any]:

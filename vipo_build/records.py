@@ -29,6 +29,8 @@ class Prompt(Record):
     seed_subject: str
     text: str
     constraints: list[str] = Field(default_factory=list, description="Checkable constraints the LLM says the prompt carries.")
+    perturbed_text: str | None = Field(None, description="The prompt after the category's controlled edit; None without one.")
+    perturbation: str | None = Field(None, description="What the edit changed, in the LLM's words.")
     expansion_model: str
 
 
@@ -43,6 +45,7 @@ class CandidateSpec(Record):
     height: int
     frames: int = Field(1, description="1 for images.")
     fps: int | None = None
+    perturbed: bool = Field(False, description="Generated from the prompt's perturbed text: a known loser.")
 
 
 class Candidate(CandidateSpec):

@@ -25,10 +25,12 @@ from vipo_build import __version__
 from vipo_build.config import PipelineConfig, is_local_model, load_config, output_fields, resolve_model
 from vipo_build.errors import VipoError
 from vipo_build.generate.actor import Generator
-from vipo_build.generate.pairs import candidate_specs
+from vipo_build.generate.pairs import candidate_specs, generation_text
+from vipo_build.generate.registry import check_pipeline
 from vipo_build.judge.actor import Judge
 from vipo_build.prompts import expand
 from vipo_build.prompts.categories import CATEGORIES_DIR, Category
+from vipo_build.prompts.filters import PromptFilters
 from vipo_build.records import Prompt, Verdict
 from vipo_build.runtime import cache, failpoints
 from vipo_build.runtime.lock import writer_lock
@@ -74,11 +76,10 @@ def open_root(root: str) -> Storage:
 
 
 def category_files(config: PipelineConfig) -> dict[str, str]:
-    """sha256 of each category file used: seeds, instructions and rubric change the output too."""
-    return {
-        f"prompts/{name}.yaml": hashlib.sha256((CATEGORIES_DIR / f"{name}.yaml").read_bytes()).hexdigest()
-        for name in config.categories
-    }
+    """sha256 of each data file used: seeds, instructions, rubric and blocklists change the output too."""
+    files = [f"{name}.yaml" for name in config.categories]
+    files += [f"blocklists/{language}.txt" for language in config.prompts.filters.safety.blocklists]
+    return {f"prompts/{name}": hashlib.sha256((CATEGORIES_DIR / name).read_bytes()).hexdigest() for name in files}
 
 
 def read_run_json(storage: Storage) -> tuple[PipelineConfig, dict]:
@@ -125,6 +126,8 @@ def run(config_path: str | Path, out: str | None, console: Console) -> dict | No
             storage.write_bytes(RUN_JSON, json.dumps(record, indent=1, sort_keys=True).encode())
         if committed:
             console.print(f"Resuming {root}: {len(committed)} of {plan.num_shards} shards already committed.")
+        for warning in check_pipeline(config):
+            console.print(f"warning: {warning}", markup=False)
         start_ray(config.ray)
         return Run(config, plan, storage, committed, console).execute()
 
@@ -133,13 +136,13 @@ def run(config_path: str | Path, out: str | None, console: Console) -> dict | No
 class CategoryState:
     category: Category
     quota: int
+    filters: PromptFilters  # this category's lint, safety and dedup state, fed in unit order
     units: dict[int, list[Prompt]] = field(default_factory=dict)
     judged: dict[int, list[Verdict]] = field(default_factory=dict)
     prefix: int = 0  # units [0, prefix) are judged and their kept pairs are in `kept`
     kept: list[tuple[int, str]] = field(default_factory=list)  # (unit, pair id) in dataset order
     requested: int = 0
     drops: Counter = field(default_factory=Counter)
-    seen: set[str] = field(default_factory=set)
 
     @property
     def short(self) -> bool:
@@ -149,7 +152,8 @@ class CategoryState:
 class Run:
     def __init__(self, config: PipelineConfig, plan: ShardPlan, storage: Storage, committed: dict, console: Console):
         self.config, self.plan, self.storage, self.console = config, plan, storage, console
-        self.states = {name: CategoryState(config.category(name), quota) for name, quota in plan.quotas.items()}
+        self.states = {name: CategoryState(config.category(name), quota, PromptFilters(config.prompts.filters))
+                       for name, quota in plan.quotas.items()}
         self.committed = dict(committed)
         self.started_at = time.time()
         self.done_this_run: Counter = Counter()  # shards, pairs and judged pairs since this run started
@@ -263,19 +267,19 @@ class Run:
             prompts = []
             for unit in units:  # unit order: which duplicate survives never depends on timing
                 requests = expand.unit_requests(state.category, self.config.seed, unit, size)
-                prompts += expand.accept(state.category, requests, answers[name, unit], state.seen,
-                                         self.config.prompts.min_chars, round_, self.config.prompts.engine.model, drops)
+                prompts += expand.accept(state.category, requests, answers[name, unit], state.filters, round_,
+                                         self.config.prompts.engine.model, drops)
             cache.write_prompts(self.storage, name, round_, prompts, units, drops)
             failpoints.reached("prompts.part_written", f"{name}/r{round_}")
-            self.add_prompts(state, units, prompts, drops, seen_updated=True)
+            self.add_prompts(state, units, prompts, drops, filtered=True)
 
-    def add_prompts(self, state: CategoryState, units: list[int], prompts: list[Prompt], drops: dict, seen_updated: bool = False) -> None:
+    def add_prompts(self, state: CategoryState, units: list[int], prompts: list[Prompt], drops: dict, filtered: bool = False) -> None:
         for unit in units:
             state.units[unit] = [p for p in prompts if p.unit == unit]
         state.requested += len(units) * self.config.generate.unit_size
         state.drops.update(drops)
-        if not seen_updated:
-            state.seen.update(expand.normalise(p.text) for p in prompts)
+        if not filtered:  # read back from the cache: later rounds still dedup against them
+            state.filters.remember([p.text for p in prompts])
 
     # Candidates and verdicts -------------------------------------------------------------
 
@@ -299,7 +303,7 @@ class Run:
         self.loop.run()
 
     def generate_unit(self, state: CategoryState, unit: int, prompts: list[Prompt]) -> None:
-        texts = {p.id: p.text for p in prompts}
+        by_id = {p.id: p for p in prompts}
         by_generator: dict[str, list] = {}
         for prompt in prompts:
             for spec in candidate_specs(self.config, prompt):
@@ -319,7 +323,7 @@ class Run:
                     items = self.store.remote(self.config, self.storage, state.category.name, unit, prompts, *encoded)
                     self.judge_unit(state, unit, prompts, items)
 
-            pool.submit("generate", (specs, [texts[s.prompt_id] for s in specs]), done, items=len(specs))
+            pool.submit("generate", (specs, [generation_text(by_id[s.prompt_id], s) for s in specs]), done, items=len(specs))
 
     def judge_unit(self, state: CategoryState, unit: int, prompts: list[Prompt], items: ray.ObjectRef) -> None:
         pool = self.pool("judge", Judge, (self.config.judge, self.config.seed), self.config.judge.pool)

@@ -16,14 +16,13 @@ class Generator:
 
     def __init__(self, generator: GeneratorConfig):
         import torch
-        from diffusers import DiffusionPipeline
+
+        from vipo_build.generate.registry import load_pipeline, resolve_family
 
         self.config = generator
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.pipeline = DiffusionPipeline.from_pretrained(
-            generator.model, torch_dtype=getattr(torch, generator.dtype)
-        ).to(self.device)
-        self.pipeline.set_progress_bar_config(disable=True)
+        family = resolve_family(generator.model, generator.family)
+        self.pipeline = load_pipeline(family, generator.model, generator.dtype, self.device)
 
     def generate(self, specs: list[CandidateSpec], prompts: list[str]) -> tuple[list[np.ndarray], float]:
         """Pixels of each spec ((H, W, 3) or (frames, H, W, 3) uint8) and the seconds spent.

@@ -12,7 +12,8 @@ from vipo_build.seeding import derive_seed
 def candidate_specs(config: PipelineConfig, prompt: Prompt) -> tuple[CandidateSpec, CandidateSpec]:
     """The two candidates of a prompt's pair.
 
-    cross_model: two different generators, one seed each; cross_seed: one generator, two seeds.
+    cross_model: two different generators, one seed each; cross_seed: one generator, two seeds;
+    perturbed: one generator and seed, side 1 drawn from the prompt's perturbed text (a known loser).
     """
     rng = random.Random(derive_seed(config.seed, "pair", prompt.id))
     strategies = config.strategies_for(prompt.category)
@@ -28,8 +29,14 @@ def candidate_specs(config: PipelineConfig, prompt: Prompt) -> tuple[CandidateSp
     else:
         out = config.generate.video
         size = {"width": out.width, "height": out.height, "frames": out.frames, "fps": out.fps}
+    perturbed = strategy == "perturbed"
     return tuple(
-        CandidateSpec(prompt_id=prompt.id, side=side, generator=name,
-                      seed=derive_seed(config.seed, "candidate", prompt.id, side), **size)
+        CandidateSpec(prompt_id=prompt.id, side=side, generator=name, perturbed=perturbed and side == 1,
+                      seed=derive_seed(config.seed, "candidate", prompt.id, 0 if perturbed else side), **size)
         for side, name in enumerate(names)
     )
+
+
+def generation_text(prompt: Prompt, spec: CandidateSpec) -> str:
+    """The text a candidate is generated from."""
+    return prompt.perturbed_text if spec.perturbed else prompt.text

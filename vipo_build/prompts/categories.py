@@ -47,6 +47,11 @@ class Rubric(_Strict):
 
 class Expansion(_Strict):
     instructions: str = Field(description="Instructions to the LLM that turns a seed subject into a prompt.")
+    perturbation: str | None = Field(
+        None,
+        description="Instructions for a controlled edit of the prompt (swap a count, an attribute, a relation, a word "
+        "to render). Set, the LLM also writes the edited prompt; the `perturbed` pair strategy makes a known loser from it.",
+    )
 
 
 class Category(_Strict):

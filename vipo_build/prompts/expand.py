@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass
 
 from vipo_build.config import PromptStageConfig
 from vipo_build.prompts.categories import Category
+from vipo_build.prompts.dedup import normalise
+from vipo_build.prompts.filters import PromptFilters
 from vipo_build.records import Prompt
 from vipo_build.runtime.vllm_engine import chat_json, start_engine
 from vipo_build.seeding import derive_seed
 
 
-def expansion_schema(max_chars: int) -> dict:
-    """The answer: the prompt and the checkable constraints it carries (bounded, so answers fit max_tokens)."""
-    return {
-        "type": "object",
-        "properties": {
-            "prompt": {"type": "string", "maxLength": max_chars},
-            "constraints": {"type": "array", "items": {"type": "string", "maxLength": max_chars // 5}, "maxItems": 4},
-        },
-        "required": ["prompt", "constraints"],
-        "additionalProperties": False,
+def expansion_schema(max_chars: int, perturbed: bool) -> dict:
+    """The answer: the prompt and the checkable constraints it carries, and for categories with a
+    controlled edit the edited prompt and what changed (bounded, so answers fit max_tokens)."""
+    properties = {
+        "prompt": {"type": "string", "maxLength": max_chars},
+        "constraints": {"type": "array", "items": {"type": "string", "maxLength": max_chars // 5}, "maxItems": 4},
     }
+    if perturbed:
+        properties |= {"perturbed": {"type": "string", "maxLength": max_chars},
+                       "perturbation": {"type": "string", "maxLength": max_chars // 5}}
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,12 @@ def unit_requests(category: Category, run_seed: int, unit: int, size: int) -> li
 
 def conversation(category: Category, subject: str) -> list[dict]:
     medium = "text-to-image" if category.modality == "image" else "text-to-video"
-    return [
-        {"role": "system", "content": f"You write {medium} prompts. {category.expansion.instructions}"},
-        {"role": "user", "content": f"Seed subject: {subject}\nAnswer in JSON: the prompt and the list of checkable constraints it contains."},
-    ]
+    ask = "the prompt and the list of checkable constraints it contains"
+    system = f"You write {medium} prompts. {category.expansion.instructions}"
+    if category.expansion.perturbation:
+        system += f" Then write a perturbed copy of the prompt: {category.expansion.perturbation}"
+        ask += ", the perturbed prompt and what the perturbation changed"
+    return [{"role": "system", "content": system}, {"role": "user", "content": f"Seed subject: {subject}\nAnswer in JSON: {ask}."}]
 
 
 class PromptExpander:
@@ -67,46 +70,50 @@ class PromptExpander:
             self.llm,
             [conversation(category, r.seed_subject) for r in requests],
             [r.seed for r in requests],
-            expansion_schema(self.stage.max_chars),
+            expansion_schema(self.stage.max_chars, category.expansion.perturbation is not None),
             self.stage.temperature,
             self.stage.max_tokens,
         )
         return answers, time.perf_counter() - start
 
 
-def normalise(text: str) -> str:
-    """Text as compared for exact duplicates: case, punctuation and spacing ignored."""
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+def _perturbed(category: Category, answer: dict, text: str) -> tuple[str, str] | None:
+    """The edited prompt and what changed, when the answer has a usable one (different from the prompt)."""
+    edited = " ".join(str(answer.get("perturbed", "")).split())
+    if not edited or normalise(edited) == normalise(text):
+        return None
+    return edited, " ".join(str(answer.get("perturbation", "")).split())
 
 
 def accept(
     category: Category,
     requests: list[ExpansionRequest],
     answers: list[dict | None],
-    seen: set[str],
-    min_chars: int,
+    filters: PromptFilters,
     round_: int,
     model: str,
     drops: Counter,
 ) -> list[Prompt]:
-    """Prompts of a unit that pass the filters, in request order; `seen` and `drops` are updated.
+    """Prompts of a unit that pass the filters, in request order; the filters' dedup state and `drops` are updated.
 
     Units are accepted in unit order, so which duplicate survives never depends on scheduling.
     """
-    kept = []
+    usable = []
     for request, answer in zip(requests, answers):
         if answer is None or not isinstance(answer.get("prompt"), str):
             drops["malformed"] += 1
             continue
         text = " ".join(answer["prompt"].split())
-        if len(text) < min_chars:
-            drops["too_short"] += 1
+        perturbed = _perturbed(category, answer, text) if category.expansion.perturbation else None
+        if category.expansion.perturbation and perturbed is None:
+            drops["no_perturbation"] += 1
             continue
-        key = normalise(text)
-        if key in seen:
-            drops["duplicate"] += 1
+        usable.append((request, answer, text, perturbed or (None, None)))
+    keep = filters.filter([text for _, _, text, _ in usable], drops)
+    kept = []
+    for (request, answer, text, (perturbed_text, perturbation)), passed in zip(usable, keep):
+        if not passed:
             continue
-        seen.add(key)
         constraints = [c for c in answer.get("constraints", []) if isinstance(c, str)]
         kept.append(
             Prompt(
@@ -119,6 +126,8 @@ def accept(
                 seed_subject=request.seed_subject,
                 text=text,
                 constraints=constraints,
+                perturbed_text=perturbed_text,
+                perturbation=perturbation,
                 expansion_model=model,
             )
         )

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import posixpath
+import tempfile
 import uuid
+from contextlib import contextmanager
+from typing import BinaryIO, Iterator
 
 import fsspec
 import pyarrow as pa
@@ -46,6 +50,30 @@ class Storage:
         tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
         self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, target)
+
+    @contextmanager
+    def open_write(self, rel: str) -> Iterator[BinaryIO]:
+        """A file to stream `rel` into: it appears whole when the block ends, or not at all.
+
+        Local disk: a temporary sibling, renamed at the end. Object stores: a local spool file,
+        uploaded in one (multipart) PUT at the end.
+        """
+        target = self.path(rel)
+        if not self.is_local:
+            with tempfile.NamedTemporaryFile(prefix="vipo-", suffix=".part") as spool:
+                yield spool
+                spool.flush()
+                self.fs.put_file(spool.name, target)
+            return
+        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as f:
+                yield f
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def move(self, rel: str, to: str) -> None:
         if self.is_local:

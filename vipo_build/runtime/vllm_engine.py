@@ -6,10 +6,14 @@ import json
 from typing import Any
 
 from vipo_build.config import EngineConfig
+from vipo_build.runtime import endpoint
 
 
 def start_engine(engine: EngineConfig, seed: int, **extra: Any):
-    """Load `engine.model` into a vllm.LLM (imported here: only engine actors pay for vLLM)."""
+    """Load `engine.model` into a vllm.LLM (imported here: only engine actors pay for vLLM), or
+    connect to the engine's OpenAI-compatible endpoint when it names one."""
+    if engine.endpoint is not None:
+        return endpoint.start_endpoint(engine.endpoint)
     from vllm import LLM
 
     kwargs = {
@@ -41,6 +45,8 @@ def chat_json(
 
     Each request has its own seed: the same seed gives the same answer, so k votes need k seeds.
     """
+    if isinstance(llm, endpoint.EndpointClient):
+        return endpoint.chat_json(llm, conversations, seeds, schema, temperature, max_tokens)
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 

@@ -17,6 +17,7 @@ class SampleSide(_Record):
     frames: int = Field(description="1 for images.")
     fps: int | None
     sha256: str = Field(description="sha256 of the media file in the sample.")
+    perturbed: bool = Field(description="Generated from the prompt's perturbed text (a known loser by construction).")
 
 
 class SampleVote(_Record):

@@ -1,0 +1,244 @@
+"""Generation stage throughput against a bare diffusers loop over the same prompts (goal: >= 0.97).
+
+The stage is what `vipo-build run` does per work unit: the project's Generator
+(vipo_build/generate/actor.py) turns a unit of candidate specs into uint8 pixels (one pipeline
+call per batch, one torch.Generator per candidate), then tasks.encode_candidates encodes them
+(JPEG). With --ray the Generator runs as a one-actor pool (runtime/pools.py) and encoding as Ray
+tasks, as in a run. The bare loop is `pipe(prompt=batch, generator=[...], output_type="np")` with
+the same model, prompts, seeds, size, steps, guidance and batch size, its float pixels left as
+they are. Both run in this process, alternating, after a warm-up; the best of --repeats counts.
+Prints images/s (and images/GPU-hour on a GPU) of both and their ratio.
+
+CPU, the tiny random-weight Flux (build/tiny-models/flux), 64 px:
+
+    .venv/bin/python benchmarks/bench_generate.py [--images 96] [--batch-size 4] [--steps 4] [--threads 1] [--ray]
+
+GPU (one H100): the full-size FLUX.1-dev architecture with random weights built from its config on
+the GPU (no download: 12B transformer, 16-channel VAE, CLIP-L, T5-XXL; tiny tokenizers, the same
+512-token T5 sequence), bf16, 1024 px, 28 steps, plain and with torch.compile:
+
+    python benchmarks/bench_generate.py --full-size --images 24 --batch-size 4 --repeats 2
+    python benchmarks/bench_generate.py --full-size --images 24 --batch-size 4 --repeats 2 --compile
+
+The machine needs about 40 GB of GPU memory and this repo's Python stack (torch, diffusers,
+transformers, pillow, ray); images/GPU-hour is 3600 x images/s of the stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from diffusers import FluxPipeline
+
+from vipo_build.config import GeneratorConfig, ImageOutputConfig, PipelineConfig, PoolConfig, RayConfig, load_config
+from vipo_build.generate.actor import Generator
+from vipo_build.models.tiny import _clip_tokenizer, _t5_tokenizer, make_tiny_models
+from vipo_build.records import CandidateSpec
+from vipo_build.tasks import encode_candidates
+
+REPO = Path(__file__).resolve().parents[1]
+GUIDANCE = 3.5  # FLUX.1-dev's default (embedded guidance)
+SUBJECTS = ["a lighthouse on a basalt cliff", "two foxes in fresh snow", "a neon diner sign that reads OPEN",
+            "a bowl of ramen with a soft egg", "an astronaut repairing a satellite", "a market street in the rain"]
+STYLES = ["at dusk, long exposure", "watercolor", "35 mm film photo, shallow depth of field", "isometric 3D render"]
+
+
+def make_prompts(n: int) -> list[str]:
+    return [f"{SUBJECTS[i % len(SUBJECTS)]}, {STYLES[i // len(SUBJECTS) % len(STYLES)]}, variant {i}" for i in range(n)]
+
+
+def full_size_flux(device: str) -> FluxPipeline:
+    """FLUX.1-dev's architecture (its transformer, VAE, scheduler and text-encoder configs) with
+    random bf16 weights, initialised on `device`."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    clip_tokenizer, t5_tokenizer = _clip_tokenizer(), _t5_tokenizer()
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            transformer = FluxTransformer2DModel(
+                patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+                guidance_embeds=True, axes_dims_rope=(16, 56, 56),
+            )
+            vae = AutoencoderKL(
+                in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
+                layers_per_block=2, act_fn="silu", latent_channels=16, norm_num_groups=32, sample_size=1024,
+                scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False,
+                force_upcast=True, mid_block_add_attention=True,
+            )
+            text_encoder = CLIPTextModel(CLIPTextConfig(
+                vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                num_attention_heads=12, max_position_embeddings=77, projection_dim=768, hidden_act="quick_gelu",
+                bos_token_id=clip_tokenizer.bos_token_id, eos_token_id=clip_tokenizer.eos_token_id,
+                pad_token_id=clip_tokenizer.pad_token_id,
+            ))
+            text_encoder_2 = T5EncoderModel(T5Config(
+                vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6, tie_word_embeddings=False,
+            ))
+    finally:
+        torch.set_default_dtype(default_dtype)
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+        base_image_seq_len=256, max_image_seq_len=4096,
+    )
+    pipeline = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer,
+                            text_encoder_2=text_encoder_2, tokenizer_2=t5_tokenizer, transformer=transformer)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def generator_around(config: GeneratorConfig, pipeline: FluxPipeline) -> Generator:
+    """The project's Generator with an in-memory pipeline: full-size random weights (34 GB) are
+    never saved, so its from_pretrained has nothing to load."""
+    generator = Generator.__new__(Generator)
+    generator.config, generator.device, generator.pipeline = config, pipeline.device.type, pipeline
+    return generator
+
+
+def bare_loop(pipeline: FluxPipeline, prompts: list[str], seeds: list[int], args: argparse.Namespace) -> None:
+    device = pipeline.device.type
+    for lo in range(0, len(prompts), args.batch_size):
+        pipeline(
+            prompt=prompts[lo : lo + args.batch_size],
+            height=args.size,
+            width=args.size,
+            num_inference_steps=args.steps,
+            guidance_scale=GUIDANCE,
+            generator=[torch.Generator(device).manual_seed(s) for s in seeds[lo : lo + args.batch_size]],
+            output_type="np",
+        )
+
+
+def stage_direct(generator: Generator, config: PipelineConfig, specs: list[CandidateSpec], prompts: list[str], unit: int) -> None:
+    """Unit by unit, as a run calls it: generate, then encode."""
+    for lo in range(0, len(specs), unit):
+        pixels, _ = generator.generate(specs[lo : lo + unit], prompts[lo : lo + unit])
+        encode_candidates(config, specs[lo : lo + unit], pixels)
+
+
+def stage_ray(config: PipelineConfig, generator: GeneratorConfig, threads: int) -> Callable[[list[CandidateSpec], list[str], int], None]:
+    """A one-actor Generator pool and Ray encode tasks, driven by the run's event loop."""
+    import ray
+
+    from vipo_build.runtime.pools import ActorPool, EventLoop, start_ray
+
+    start_ray(RayConfig(num_cpus=threads + 1, object_store_mb=512))  # the actor's threads plus an encoder
+    loop = EventLoop()
+    pool = ActorPool("generate", Generator, (generator,), PoolConfig(actors=1, num_cpus=threads), loop)
+    encode = ray.remote(num_cpus=1)(encode_candidates)
+
+    def run(specs: list[CandidateSpec], prompts: list[str], unit: int) -> None:
+        encoded: list = []
+        for lo in range(0, len(specs), unit):
+            batch = specs[lo : lo + unit]
+
+            def done(pixels, batch=batch) -> None:
+                encoded.append(encode.remote(config, batch, pixels))
+
+            pool.submit("generate", (batch, prompts[lo : lo + unit]), done, items=len(batch))
+        loop.run()
+        ray.get(encoded)
+
+    return run
+
+
+def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    """pipelines/tiny.yaml with the benchmark's image settings: encode_candidates reads them."""
+    config, _ = load_config(REPO / "pipelines" / "tiny.yaml")
+    config.generate.image = ImageOutputConfig(width=args.size, height=args.size, format="jpg", quality=95)
+    return config
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--unit", type=int, default=16, help="specs per Generator.generate call (a work unit)")
+    parser.add_argument("--steps", type=int, help="default: 4 tiny, 28 full size")
+    parser.add_argument("--size", type=int, help="pixels per side; default: 64 tiny, 1024 full size")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU runs)")
+    parser.add_argument("--full-size", action="store_true", help="FLUX.1-dev architecture, random bf16 weights (GPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer")
+    parser.add_argument("--ray", action="store_true", help="also time the stage through a Ray actor pool (tiny only)")
+    args = parser.parse_args()
+    args.steps = args.steps or (28 if args.full_size else 4)
+    args.size = args.size or (1024 if args.full_size else 64)
+    if args.full_size and not torch.cuda.is_available():
+        parser.error("--full-size needs a CUDA GPU (about 40 GB of memory)")
+    if args.full_size and args.ray:
+        parser.error("--ray loads the model from disk in the actor; the full-size model exists only in memory")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = pipeline_config(args)
+    prompts = make_prompts(args.images)
+    seeds = [1000 + i for i in range(args.images)]
+
+    if args.full_size:
+        model, dtype = "black-forest-labs/FLUX.1-dev", "bfloat16"
+        bare = full_size_flux(device)
+    else:
+        model, dtype = str(make_tiny_models(REPO / "build" / "tiny-models", ["flux"])["flux"]), "float32"
+        bare = FluxPipeline.from_pretrained(model, torch_dtype=torch.float32).to(device)
+        bare.set_progress_bar_config(disable=True)
+    generator_config = GeneratorConfig(name="flux", model=model, modality="image", steps=args.steps,
+                                       guidance=GUIDANCE, dtype=dtype, batch_size=args.batch_size)
+    generator = generator_around(generator_config, bare) if args.full_size else Generator(generator_config)
+    if args.compile:  # in place, so the Generator's pipeline (the same object at full size) runs compiled too
+        for transformer in {id(p.transformer): p.transformer for p in (bare, generator.pipeline)}.values():
+            transformer.compile()
+    specs = [CandidateSpec(prompt_id=f"bench-u{i // args.unit:06d}-p{i % args.unit:03d}", side=0, generator="flux",
+                           seed=s, width=args.size, height=args.size) for i, s in enumerate(seeds)]
+
+    runs: dict[str, Callable[[], None]] = {
+        "bare": lambda: bare_loop(bare, prompts, seeds, args),
+        "stage": lambda: stage_direct(generator, config, specs, prompts, args.unit),
+    }
+    if args.ray:
+        ray_run = stage_ray(config, generator_config, args.threads)
+        runs["stage+ray"] = lambda: ray_run(specs, prompts, args.unit)
+
+    # Warm-up: a unit each (compilation, allocator, lazy imports); compiled runs need two batches.
+    warm = 2 * args.batch_size if args.compile else args.batch_size
+    bare_loop(bare, prompts[:warm], seeds[:warm], args)
+    stage_direct(generator, config, specs[:warm], prompts[:warm], args.unit)
+    if args.ray:
+        ray_run(specs[:warm], prompts[:warm], args.unit)
+
+    best = {name: 0.0 for name in runs}
+    for repeat in range(args.repeats):
+        order = list(runs) if repeat % 2 == 0 else list(reversed(runs))  # cancel drift between the two
+        for name in order:
+            start = time.perf_counter()
+            runs[name]()
+            best[name] = max(best[name], args.images / (time.perf_counter() - start))
+
+    where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {args.threads} torch thread(s)"
+    print(f"{'full-size FLUX.1-dev' if args.full_size else 'tiny Flux'} on {where}: {args.images} images of "
+          f"{args.size} px, {args.steps} steps, batch {args.batch_size}, unit {args.unit}"
+          f"{', torch.compile' if args.compile else ''}; best of {args.repeats}")
+    for name, rate in best.items():
+        per_hour = f"  {rate * 3600:9.0f} images/GPU-hour" if device == "cuda" else ""
+        print(f"{name:>10}: {rate:8.3f} images/s{per_hour}")
+    for name in runs:
+        if name != "bare":
+            print(f"ratio {name}/bare: {best[name] / best['bare']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
