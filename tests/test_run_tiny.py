@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
@@ -227,3 +228,16 @@ def test_second_writer_is_refused_and_a_dead_ones_lock_taken_over(tiny_run, tmp_
     assert result.returncode == 0, result.stdout + result.stderr
     assert (copy / "shards" / f"{plan.shard_name(2)}.json").read_bytes() == (root / "shards" / f"{plan.shard_name(2)}.json").read_bytes()
     assert not (copy / "lock.json").exists()
+
+
+def test_audit_of_the_tiny_run_counts_what_the_manifests_hold(tiny_run):
+    _, root, plan = tiny_run
+    result = vipo("audit", str(root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((root / "reports" / "audit.json").read_text())
+    manifests = pa.concat_tables(pq.read_table(p) for p in sorted((root / "shards").glob("*.parquet")))
+    counted = manifests.group_by("category").aggregate([("key", "count")])
+    per_category = dict(zip(counted.column("category").to_pylist(), counted.column("key_count").to_pylist()))
+    assert {c["category"]: c["pairs"] for c in report["run"]["categories"]} == per_category == plan.quotas
+    assert report["passed"] and report["offenders"] == []
+    assert (root / "reports" / "audit.html").stat().st_size > 10_000
