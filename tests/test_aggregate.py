@@ -50,3 +50,8 @@ def test_malformed_answers_are_excluded_and_all_bad_is_judge_error():
     assert (verdict.kept, verdict.reason) == (False, "judge_error")
     verdict = aggregate("p", votes([answer("A"), None], [answer("B"), None]), 0.75, [])
     assert (verdict.kept, verdict.vote_share, verdict.votes_for) == (True, 1.0, [2, 0, 0])
+
+
+def test_a_defective_candidate_drops_the_pair_before_any_vote():
+    verdict = aggregate("p", [], 0.75, [], defect="below_resolution")
+    assert (verdict.kept, verdict.reason, verdict.votes) == (False, "below_resolution", [])

@@ -110,7 +110,11 @@ def test_interrupted_run_rebuilds_missing_shards_only(tiny_run, tmp_path):
     assert f"{plan.num_shards - 1} of {plan.num_shards} shards already committed" in result.stdout
     after = snapshot(copy)
     changed = sorted(k for k in after if before.get(k) != after[k])
-    assert changed == [f"shards/{victim}.json", f"shards/{victim}.parquet", f"shards/{victim}.tar", "summary.json"]
+    assert changed == ["progress.json", f"shards/{victim}.json", f"shards/{victim}.parquet", f"shards/{victim}.tar", "summary.json"]
+    reused = json.loads((copy / "summary.json").read_text())["reused"]
+    judged_units = sum(len(list((copy / "cache" / c).glob("*.judged.json"))) for c in CATEGORIES)
+    assert reused == {"prompt_parts": len(list((copy / "prompts").glob("*.parquet"))), "candidate_units": 0,
+                      "judged_units": judged_units}
     for ext, data in original.items():
         assert (copy / "shards" / f"{victim}.{ext}").read_bytes() == data
 

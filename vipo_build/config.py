@@ -90,6 +90,8 @@ class GeneratorConfig(Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = Field("bfloat16", description="Weights dtype.")
     batch_size: int = Field(4, ge=1, description="Prompts per pipeline call.")
     call_options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments for the pipeline call, passed as-is.")
+    compile: bool = Field(False, description="torch.compile the denoiser (transformer or UNet): slower start, faster steps.")
+    cpu_offload: bool = Field(False, description="Keep idle components in CPU memory (diffusers model CPU offload), for GPUs too small for the whole pipeline.")
     pool: PoolConfig = Field(default_factory=PoolConfig)
 
     @model_validator(mode="before")
@@ -243,7 +245,7 @@ class PipelineConfig(Strict):
 
 # Fields that only change how fast a run goes, never what it writes.
 # Where and how fast the work runs, never what it produces (an endpoint's model and re-asks do count).
-RUNTIME_ONLY = ("pool", "ray", "output", "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
+RUNTIME_ONLY = ("pool", "ray", "output", "compile", "cpu_offload", "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
                 "backoff_s", "max_backoff_s", "wait_for_server_s")
 
 

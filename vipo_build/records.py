@@ -54,6 +54,8 @@ class Candidate(CandidateSpec):
     format: str = Field(description="File extension of media: jpg, png, webp or mp4.")
     media: bytes
     sha256: str = Field("", description="sha256 of media; computed once, where the candidate is encoded.")
+    defect: str | None = Field(None, description="Why the candidate cannot be used (below_resolution, too_few_frames); "
+                                                 "its pair is dropped with this reason, unjudged.")
 
     @model_validator(mode="after")
     def _hash_media(self) -> Candidate:
@@ -78,7 +80,7 @@ class Verdict(Record):
 
     pair_id: str
     kept: bool
-    reason: str = Field(description="kept, tie, low_agreement, order_inconsistent, critical_conflict or judge_error.")
+    reason: str = Field(description="kept, below_resolution, too_few_frames, judge_error, tie, order_inconsistent, low_agreement or critical_conflict.")
     chosen_side: int | None
     vote_share: float = Field(description="Votes for the winner over all votes.")
     order_consistent: bool = Field(description="Both presentation orders picked the same winner.")

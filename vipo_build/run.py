@@ -157,6 +157,7 @@ class Run:
         self.committed = dict(committed)
         self.started_at = time.time()
         self.done_this_run: Counter = Counter()  # shards, pairs and judged pairs since this run started
+        self.reused: Counter = Counter()  # cache hits: work an earlier run did and this one did not redo
         self.pending = [s for s in range(plan.num_shards) if plan.shard_name(s) not in committed]
         self.needed = {s: plan.needed(s) for s in self.pending}
         self.loop = EventLoop()
@@ -243,6 +244,7 @@ class Run:
             loaded = cache.read_prompts(self.storage, state.category.name, round_)
             if loaded is not None:
                 prompts, units, drops = loaded
+                self.reused["prompt_parts"] += 1
                 self.add_prompts(state, units, prompts, drops)
                 self.grow("prompts", len(units) * size, done=True)
                 continue
@@ -291,9 +293,11 @@ class Run:
                 self.grow("judged", len(prompts))
                 judged = cache.read_judged(self.storage, name, unit) if prompts else (prompts, [])
                 if judged is not None:
+                    self.reused["judged_units"] += bool(prompts)  # a unit whose prompts were all dropped has no cache
                     self.grow("candidates", 2 * len(prompts), done=True)
                     self.finish_unit(state, unit, judged[1])
                 elif self.storage.exists(cache.candidates_path(name, unit)):
+                    self.reused["candidate_units"] += 1
                     self.grow("candidates", 2 * len(prompts), done=True)
                     items = self.load_items.remote(self.config, self.storage, name, unit, prompts)
                     self.judge_unit(state, unit, prompts, items)

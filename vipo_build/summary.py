@@ -31,6 +31,7 @@ def build(run: Run, seconds: float) -> dict:
             for name, state in run.states.items()
         },
         "stages": run.stage_stats,
+        "reused": {k: run.reused[k] for k in ("prompt_parts", "candidate_units", "judged_units")},
         # every verdict of the run, kept or dropped: the judge's agreement as the data were labelled
         "agreement": dataset_agreement(
             {name: [v for verdicts in state.judged.values() for v in verdicts] for name, state in run.states.items()}
@@ -58,6 +59,10 @@ def show(result: dict, console: Console) -> None:
     for name, s in result["stages"].items():
         stages.add_row(name, str(s["items"]), f"{s['items_per_s']:.2f}", f"{s['busy_fraction']:.2f}")
     console.print(stages)
+    reused = result["reused"]
+    if any(reused.values()):
+        console.print(f"reused from the cache: {reused['prompt_parts']} prompt parts, {reused['judged_units']} judged units, "
+                      f"{reused['candidate_units']} units of candidates awaiting the judge")
     agreement = Table(title="Judge agreement (all judged pairs; rates over decided pairs)")
     for column in ("category", "judged", "decided", "order-consistent", "mean vote share", "Fleiss' kappa"):
         agreement.add_column(column, justify="left" if column == "category" else "right")

@@ -22,15 +22,26 @@ def encode_candidates(config: PipelineConfig, specs: list[CandidateSpec], pixels
             media = encode_image(array, fmt, config.generate.image.quality)
         else:
             fmt, media = "mp4", encode_video(array, spec.fps)
-        out.append(Candidate(**spec.model_dump(), format=fmt, media=media))
+        out.append(Candidate(**spec.model_dump(), format=fmt, media=media, defect=size_defect(spec, array)))
     return out
+
+
+def size_defect(spec: CandidateSpec, pixels: np.ndarray) -> str | None:
+    """below_resolution or too_few_frames when the generator returned less than was asked for."""
+    frames, height, width = (1, *pixels.shape[:2]) if spec.frames == 1 else pixels.shape[:3]
+    if height < spec.height or width < spec.width:
+        return "below_resolution"
+    if frames < spec.frames:
+        return "too_few_frames"
+    return None
 
 
 def judge_items(config: PipelineConfig, prompts: list[Prompt], candidates: list[Candidate]) -> list[JudgeItem]:
     by_side = {(c.prompt_id, c.side): c for c in candidates}
     size, frames = config.judge.image_size, config.judge.video_frames
     return [
-        JudgeItem(p.id, p.text, (judge_view(by_side[p.id, 0], size, frames), judge_view(by_side[p.id, 1], size, frames)))
+        JudgeItem(p.id, p.text, (judge_view(by_side[p.id, 0], size, frames), judge_view(by_side[p.id, 1], size, frames)),
+                  by_side[p.id, 0].defect or by_side[p.id, 1].defect)
         for p in prompts
     ]
 

@@ -22,7 +22,14 @@ class Generator:
         self.config = generator
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         family = resolve_family(generator.model, generator.family)
-        self.pipeline = load_pipeline(family, generator.model, generator.dtype, self.device)
+        # With offload, diffusers moves each component to the GPU when it runs.
+        self.pipeline = load_pipeline(family, generator.model, generator.dtype, "cpu" if generator.cpu_offload else self.device)
+        if generator.cpu_offload and self.device == "cuda":
+            self.pipeline.enable_model_cpu_offload()
+        if generator.compile:
+            for name in ("transformer", "unet"):
+                if getattr(self.pipeline, name, None) is not None:
+                    setattr(self.pipeline, name, torch.compile(getattr(self.pipeline, name)))
 
     def generate(self, specs: list[CandidateSpec], prompts: list[str]) -> tuple[list[np.ndarray], float]:
         """Pixels of each spec ((H, W, 3) or (frames, H, W, 3) uint8) and the seconds spent.

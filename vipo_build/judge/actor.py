@@ -26,6 +26,7 @@ class JudgeItem:
     pair_id: str
     prompt: str
     views: tuple[Image.Image, Image.Image]
+    defect: str | None = None  # a candidate failed the size checks: dropped without asking the judge
 
 
 class Judge:
@@ -40,20 +41,22 @@ class Judge:
         """Verdicts for one unit's pairs, asked in one engine call (a fixed batch), and the seconds spent."""
         start = time.perf_counter()
         keys, conversations = [], []
-        for item in items:
+        for item in (i for i in items if not i.defect):
             for order in ORDERS:
                 first, second = item.views if order == "AB" else item.views[::-1]
                 for sample in range(self.config.votes):
                     keys.append((order, sample, derive_seed(self.seed, "judge", item.pair_id, order, sample)))
                     conversations.append(judge_conversation(category, item.prompt, first, second))
-        answers = chat_json(self.llm, conversations, [seed for _, _, seed in keys], verdict_schema(category, self.config.reason_chars),
-                            self.config.temperature, self.config.max_tokens)
+        schema = verdict_schema(category, self.config.reason_chars)
+        answers = chat_json(self.llm, conversations, [seed for _, _, seed in keys], schema, self.config.temperature,
+                            self.config.max_tokens) if conversations else []
         per_item = 2 * self.config.votes
         dims, rubric = category.rubric.dimension_names, category.rubric
-        verdicts = []
-        for i, item in enumerate(items):
-            span = range(i * per_item, (i + 1) * per_item)
+        verdicts, asked = [], 0
+        for item in items:
+            span = range(asked * per_item, (asked + 1) * per_item) if not item.defect else range(0)
+            asked += not item.defect
             votes = [to_vote(answers[j], keys[j][0], keys[j][1], keys[j][2], dims) for j in span]
-            verdicts.append(aggregate(item.pair_id, votes, self.config.threshold, rubric.critical))
+            verdicts.append(aggregate(item.pair_id, votes, self.config.threshold, rubric.critical, item.defect))
         failpoints.reached("judge.batch", category.name)
         return verdicts, time.perf_counter() - start

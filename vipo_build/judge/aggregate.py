@@ -33,9 +33,10 @@ def _majority(votes: list[Vote]) -> int | None:
     return 0 if counts[0] > counts[1] else 1
 
 
-def aggregate(pair_id: str, votes: list[Vote], threshold: float, critical: list[str]) -> Verdict:
+def aggregate(pair_id: str, votes: list[Vote], threshold: float, critical: list[str], defect: str | None = None) -> Verdict:
     """Keep the pair only if a side wins, both orders agree, its vote share reaches the threshold,
-    and it does not lose on a critical dimension. The first failed rule is the drop reason."""
+    and it does not lose on a critical dimension. The first failed rule is the drop reason; a
+    candidate's defect (too small, too short), found before judging, comes first of all."""
     valid = [v for v in votes if v.valid]
     counts = [sum(v.winner_side == s for v in valid) for s in (0, 1)] + [sum(v.winner_side is None for v in valid)]
     dimensions = list(valid[0].scores[0]) if valid else []
@@ -46,7 +47,9 @@ def aggregate(pair_id: str, votes: list[Vote], threshold: float, critical: list[
     share = counts[winner] / len(valid) if valid and winner is not None else 0.0
     by_order = [_majority([v for v in valid if v.order == o]) for o in ("AB", "BA")]
     consistent = winner is not None and by_order[0] == by_order[1] == winner
-    if not valid:
+    if defect:
+        reason = defect
+    elif not valid:
         reason = "judge_error"
     elif winner is None:
         reason = "tie"

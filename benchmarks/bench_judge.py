@@ -1,0 +1,99 @@
+"""Judge stage verdicts/s against a bare `LLM.chat` over the same requests, in the same process.
+
+Both use the same loaded vLLM engine (the Judge's), the same conversations, seeds and JSON
+schema; the stage also builds the conversations, parses the answers and aggregates votes into
+verdicts. Prints verdicts/s of both and the ratio (goal >= 0.95). On CPU with the tiny VLM:
+
+    .venv/bin/python benchmarks/bench_judge.py [--pairs 64] [--unit 16]
+
+On a GPU machine, a 7B-class VLM architecture with random weights (no download needed when the
+config is local; `load_format: dummy`), 1024 px views:
+
+    python benchmarks/bench_judge.py --model Qwen/Qwen2.5-VL-7B-Instruct --dummy --image-size 1024 --pairs 512 --unit 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vipo_build.config import EngineConfig, JudgeStageConfig  # noqa: E402
+from vipo_build.judge.actor import ORDERS, Judge, JudgeItem  # noqa: E402
+from vipo_build.judge.rubric import judge_conversation, verdict_schema  # noqa: E402
+from vipo_build.prompts.categories import load_category  # noqa: E402
+from vipo_build.seeding import derive_seed  # noqa: E402
+
+
+def items(n: int, size: int) -> list[JudgeItem]:
+    rng = np.random.default_rng(0)
+    views = [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(2 * n)]
+    return [JudgeItem(f"aesthetics-u{i // 16:06d}-p{i % 16:03d}", f"a lighthouse at dusk, view {i}", (views[2 * i], views[2 * i + 1]))
+            for i in range(n)]
+
+
+def bare_chat(judge: Judge, category, batch: list[JudgeItem]) -> int:
+    """The same requests the stage sends, straight to LLM.chat: no parsing, no aggregation."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    schema = verdict_schema(category, judge.config.reason_chars)
+    conversations, params = [], []
+    for item in batch:
+        for order in ORDERS:
+            first, second = item.views if order == "AB" else item.views[::-1]
+            for sample in range(judge.config.votes):
+                conversations.append(judge_conversation(category, item.prompt, first, second))
+                params.append(SamplingParams(temperature=judge.config.temperature, max_tokens=judge.config.max_tokens,
+                                             seed=derive_seed(judge.seed, "judge", item.pair_id, order, sample),
+                                             structured_outputs=StructuredOutputsParams(json=schema)))
+    return len(judge.llm.chat(conversations, params, use_tqdm=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(REPO / "build" / "tiny-models" / "vlm"))
+    parser.add_argument("--dummy", action="store_true", help="random weights (vLLM load_format=dummy)")
+    parser.add_argument("--pairs", type=int, default=64)
+    parser.add_argument("--unit", type=int, default=16, help="pairs per engine call (the run's unit_size)")
+    parser.add_argument("--votes", type=int, default=1)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    on_cpu = "tiny-models" in args.model
+    engine = EngineConfig(model=args.model, load_format="dummy" if args.dummy else "auto", max_model_len=4096 if not on_cpu else 2048,
+                          enforce_eager=on_cpu, options={"kv_cache_memory_bytes": 2**28} if on_cpu else {})
+    config = JudgeStageConfig(engine=engine, votes=args.votes, threshold=0.51, max_tokens=256, reason_chars=0,
+                              image_size=args.image_size)
+    judge = Judge(config, seed=1234)
+    category = load_category("aesthetics")
+    work = items(args.pairs, args.image_size)
+    units = [work[i : i + args.unit] for i in range(0, len(work), args.unit)]
+    judge.judge(category, units[0])  # warm-up: compile, caches
+
+    best = {"bare": float("inf"), "stage": float("inf")}
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for unit in units:
+            bare_chat(judge, category, unit)
+        best["bare"] = min(best["bare"], time.perf_counter() - start)
+        start = time.perf_counter()
+        for unit in units:
+            judge.judge(category, unit)
+        best["stage"] = min(best["stage"], time.perf_counter() - start)
+    print(f"{args.pairs} pairs x 2 orders x {args.votes} votes, {args.unit} pairs per call, {args.model}")
+    for name, seconds in best.items():
+        print(f"{name:>6}: {seconds:7.2f} s  {args.pairs / seconds:7.2f} verdicts/s")
+    print(f"ratio stage/bare: {best['bare'] / best['stage']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

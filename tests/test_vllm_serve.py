@@ -1,0 +1,84 @@
+"""The judge through a real `vllm serve` (vLLM's OpenAI-compatible server) on 127.0.0.1 with the
+tiny VLM, the server killed and restarted while a unit is being judged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.s3 import free_port
+from vipo_build.config import EngineConfig, JudgeStageConfig
+from vipo_build.judge.actor import Judge, JudgeItem
+from vipo_build.prompts.categories import load_category
+from vipo_build.runtime.endpoint import EndpointConfig
+
+
+def start_server(model: str, port: int, log) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", "tiny-vlm",
+         "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--enforce-eager", "--seed", "1234",
+         "--kv-cache-memory-bytes", str(2**28), "--limit-mm-per-prompt", '{"image": 2}',
+         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}'],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+@pytest.fixture()
+def served(tiny_models, tmp_path):
+    port = free_port()
+    log = open(tmp_path / "server.log", "w")
+    servers = [start_server(str(tiny_models["vlm"]), port, log)]
+    yield port, servers, lambda: servers.append(start_server(str(tiny_models["vlm"]), port, log))
+    for server in servers:
+        stop(server)
+    log.close()
+
+
+def items(n: int) -> list[JudgeItem]:
+    rng = np.random.default_rng(0)
+    view = lambda: Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))  # noqa: E731
+    return [JudgeItem(f"aesthetics-u000000-p{i:03d}", f"a lighthouse at dusk, number {i}", (view(), view())) for i in range(n)]
+
+
+def test_judge_through_vllm_serve_survives_a_server_restart(served):
+    port, servers, restart = served
+    endpoint = EndpointConfig(base_url=f"http://127.0.0.1:{port}/v1", model="tiny-vlm", max_concurrency=4,
+                              timeout_s=120, max_retries=8, backoff_s=0.5, wait_for_server_s=300)
+    config = JudgeStageConfig(engine=EngineConfig(model="tiny-vlm", endpoint=endpoint), votes=2, threshold=0.51,
+                              max_tokens=256, reason_chars=0, image_size=64)
+    judge = Judge(config, seed=1234)  # waits until the server answers
+    category = load_category("aesthetics")
+    batch = items(12)
+    before, _ = judge.judge(category, batch)
+    assert [v.pair_id for v in before] == [i.pair_id for i in batch]
+    assert all(vote.valid for v in before for vote in v.votes)  # structured outputs: every answer parses
+
+    killed = threading.Event()
+
+    def kill_and_restart() -> None:
+        time.sleep(1.0)  # the unit's 48 requests are in flight
+        stop(servers[-1])
+        killed.set()
+        restart()
+
+    threading.Thread(target=kill_and_restart).start()
+    start = time.monotonic()
+    after, _ = judge.judge(category, batch)
+    assert killed.is_set() and time.monotonic() - start > 1.0
+    assert [v.pair_id for v in after] == [i.pair_id for i in batch]
+    assert all(vote.valid for v in after for vote in v.votes)  # no request lost to the outage
+    assert all(len(v.votes) == 4 for v in after)
