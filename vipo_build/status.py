@@ -38,10 +38,10 @@ def root_status(storage: Storage) -> dict:
                 metadata = pq.ParquetFile(f).metadata
             prompts += metadata.num_rows
             units += len(json.loads(metadata.metadata[b"units"]))
-        cached = storage.list(f"cache/{name}")
+        cached = storage.list(cache.category_dir(name))
         judged = [n for n in cached if n.endswith(".judged.json")]
         reasons: Counter = Counter()
-        for data in storage.read_many([f"cache/{name}/{unit}" for unit in judged]).values():
+        for data in storage.read_many([f"{cache.category_dir(name)}/{unit}" for unit in judged]).values():
             reasons.update(v["reason"] for v in json.loads(data)["verdicts"])
         stages["prompts"].update(done=prompts, total=units * config.generate.unit_size)
         stages["candidates"].update(done=sum(n.endswith(".candidates.parquet") for n in cached), total=units)

@@ -21,12 +21,16 @@ def prompt_part(category: str, round_: int) -> str:
     return f"{PROMPTS_DIR}/part-{category}-r{round_:03d}.parquet"
 
 
+def category_dir(category: str) -> str:
+    return f"cache/{category}"
+
+
 def candidates_path(category: str, unit: int) -> str:
-    return f"cache/{category}/u{unit:06d}.candidates.parquet"
+    return f"{category_dir(category)}/u{unit:06d}.candidates.parquet"
 
 
 def judged_path(category: str, unit: int) -> str:
-    return f"cache/{category}/u{unit:06d}.judged.json"
+    return f"{category_dir(category)}/u{unit:06d}.judged.json"
 
 
 def write_prompts(

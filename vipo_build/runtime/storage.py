@@ -39,17 +39,14 @@ class Storage:
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write so that readers see the whole file or nothing.
 
-        Local disk: write a temporary sibling, then rename. Object stores: one PUT (or a
-        multipart upload), which becomes visible only once complete.
+        Local disk: as open_write. Object stores: one PUT (or a multipart upload), which becomes
+        visible only once complete; no spool file needed for bytes already in memory.
         """
-        target = self.path(rel)
         if not self.is_local:
-            self.fs.pipe_file(target, data)
+            self.fs.pipe_file(self.path(rel), data)
             return
-        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-        self.fs.pipe_file(tmp, data)
-        self.fs.mv(tmp, target)
+        with self.open_write(rel) as f:
+            f.write(data)
 
     @contextmanager
     def open_write(self, rel: str) -> Iterator[BinaryIO]:
