@@ -145,7 +145,7 @@ def stage_ray(config: PipelineConfig, generator: GeneratorConfig, threads: int) 
             def done(pixels, batch=batch) -> None:
                 encoded.append(encode.remote(config, batch, pixels))
 
-            pool.submit("generate", (batch, prompts[lo : lo + unit]), done, items=len(batch))
+            pool.submit("generate", (batch, prompts[lo : lo + unit]), done, items=len(batch), unit=f"batch {lo // unit}")
         loop.run()
         ray.get(encoded)
 

@@ -54,7 +54,7 @@ def bare_chat(judge: Judge, category, batch: list[JudgeItem]) -> int:
                 params.append(SamplingParams(temperature=judge.config.temperature, max_tokens=judge.config.max_tokens,
                                              seed=derive_seed(judge.seed, "judge", item.pair_id, order, sample),
                                              structured_outputs=StructuredOutputsParams(json=schema)))
-    return len(judge.llm.chat(conversations, params, use_tqdm=False))
+    return len(judge.engine.llm.chat(conversations, params, use_tqdm=False))
 
 
 def main() -> None:

@@ -7,7 +7,9 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -34,17 +36,53 @@ NOT_OUTPUT = {"summary.json", "progress.json"}  # timings of one run, not datase
 
 
 def vipo(*args: str, env: dict | None = None, **failpoint_env: str) -> subprocess.CompletedProcess:
-    """Run the CLI in a session of its own, so a failpoint kill takes its whole process tree."""
+    """Run the CLI in a session of its own, so a failpoint kill takes its whole process tree.
+
+    A kill spares vLLM's engine processes, as if they were outside the session (where an engine
+    core reparented to init once was): they must die with their actor by themselves.
+    """
+    if "KILL" in failpoint_env:
+        failpoint_env.setdefault("SPARE", failpoints.ENGINE_PROCESS_PREFIX)
     full_env = {**os.environ, **(env or {}), **{getattr(failpoints, k): v for k, v in failpoint_env.items()}}
+    started = time.time()
     process = subprocess.Popen([sys.executable, "-m", "vipo_build.cli", *args], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True)
-    stdout, stderr = process.communicate(timeout=1200)
-    if process.returncode == -9:  # whatever the run started (Ray's services and workers) died with it
-        deadline = time.monotonic() + 10
-        while alive_in_session(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)  # SIGKILL is sent; the kernel still tears the processes down
-        assert not alive_in_session(process.pid)
+    try:
+        stdout, stderr = process.communicate(timeout=1200)
+    except subprocess.TimeoutExpired:
+        kill_session(process.pid)  # a run that hangs leaves no Ray or vLLM process behind
+        raise
+    killed = process.returncode == -9  # whatever the run started (Ray's services, workers) died with it
+    deadline = time.monotonic() + 30
+    while ((killed and alive_in_session(process.pid)) or engines_left(started)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the kernel still tears the processes down, or an engine is still shutting down
+    assert not (killed and alive_in_session(process.pid))
+    assert not engines_left(started), f"vLLM processes outlived the run: {engines_left(started)}"
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def engines_left(since: float) -> list[str]:
+    """vLLM processes (engine cores, their workers and resource trackers) started since `since`
+    anywhere on this machine, outside this test process's own children."""
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    left = []
+    for p in psutil.process_iter(["name", "cmdline", "create_time", "status"]):
+        try:
+            command = " ".join(p.info["cmdline"] or [])
+            engine = p.info["name"].startswith(failpoints.ENGINE_PROCESS_PREFIX) or "vllm" in command
+            if engine and p.info["create_time"] >= since - 1 and p.pid not in ours and p.info["status"] != psutil.STATUS_ZOMBIE:
+                left.append(f"{p.pid} {p.info['name']}")
+        except psutil.Error:
+            pass  # gone
+    return left
+
+
+def kill_session(session: int) -> None:
+    for pid in alive_in_session(session):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass  # gone
 
 
 def alive_in_session(session: int) -> list[int]:
@@ -113,6 +151,25 @@ def test_sigkill_at_seeded_points_then_resume_is_byte_identical(small, tmp_path)
         written = [detail for name, detail in events if name == stage]
         assert len(written) == len(set(written)), Counter(written).most_common(3)
         assert sorted(written) == sorted(detail for name, detail in reference_journal if name == stage)
+
+
+def test_an_engine_that_dies_is_reported_in_one_line_naming_the_engine_the_unit_and_the_cause(small, tmp_path):
+    config, reference, _ = small
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    shutil.rmtree(out / "shards")
+    for category in ("aesthetics", "text_rendering"):  # judged again: the engine dies after the first of the two calls
+        for judged in sorted((out / "cache" / category).glob("u*.judged.json"))[-1:]:
+            judged.unlink()
+    result = vipo("run", str(config), "--out", str(out), JOURNAL=str(tmp_path / "journal"), KILL_ENGINE="judge.batch:1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    model = yaml.safe_load(config.read_text())["judge"]["engine"]["model"]
+    assert re.fullmatch(rf"error: judge failed on unit (aesthetics|text_rendering)/u\d+: engine {re.escape(model)}: "
+                        r".*engine core exited unexpectedly.* \(log: /\S+\)", lines[0]), lines[0]
+    log = Path(lines[0].rsplit("(log: ", 1)[1].rstrip(")"))
+    assert log.is_file() and "engine core exited unexpectedly" in log.read_text()
 
 
 def test_actors_killed_mid_call_are_restarted_and_the_output_is_the_same(small, tmp_path):

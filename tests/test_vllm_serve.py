@@ -19,6 +19,7 @@ from vipo_build.config import EngineConfig, JudgeStageConfig
 from vipo_build.judge.actor import Judge, JudgeItem
 from vipo_build.prompts.categories import load_category
 from vipo_build.runtime.endpoint import EndpointConfig
+from vipo_build.runtime.vllm_engine import cpu_scheduler_options
 
 
 def start_server(model: str, port: int, log) -> subprocess.Popen:
@@ -26,9 +27,19 @@ def start_server(model: str, port: int, log) -> subprocess.Popen:
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", "tiny-vlm",
          "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--enforce-eager", "--seed", "1234",
          "--kv-cache-memory-bytes", str(2**28), "--limit-mm-per-prompt", '{"image": 2}',
-         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}'],
+         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
+         *server_flags(cpu_scheduler_options(2048, {}, "server"))],  # seeded requests: no split prefill on CPU
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+
+
+def server_flags(options: dict) -> list[str]:
+    """vllm.LLM keyword arguments as `vllm serve` flags."""
+    flags = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        flags += [flag] if value is True else [f"--no-{flag[2:]}"] if value is False else [flag, str(value)]
+    return flags
 
 
 def stop(server: subprocess.Popen) -> None:

@@ -34,7 +34,7 @@ from vipo_build.prompts.filters import PromptFilters
 from vipo_build.records import Prompt, Verdict
 from vipo_build.runtime import cache, failpoints
 from vipo_build.runtime.lock import writer_lock
-from vipo_build.runtime.pools import ActorPool, EventLoop, start_ray
+from vipo_build.runtime.pools import ActorPool, EventLoop, describe_failure, start_ray
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.plan import ShardPlan
 from vipo_build.shards.writer import committed_shards
@@ -189,9 +189,8 @@ class Run:
                     # Free the generators' and judge's accelerators for the next round's prompt LLM.
                     for name in list(self.pools):
                         self.close_pool(name)
-        except ray.exceptions.RayError as err:
-            first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-            raise VipoError(f"a pipeline stage failed: {first.strip()} (actor logs: /tmp/ray/session_latest/logs)") from None
+        except ray.exceptions.RayError as err:  # a CPU task's; pool calls name their stage and unit themselves
+            raise VipoError(f"a pipeline task failed: {describe_failure(err)}") from None
         finally:
             for name in list(self.pools):
                 self.close_pool(name)
@@ -260,7 +259,8 @@ class Run:
                     answers[key] = ray.get(ref)
                     self.progress.advance(self.bars["prompts"], n)
 
-                pool.submit("expand", (state.category, requests), done, items=len(requests))
+                pool.submit("expand", (state.category, requests), done, items=len(requests),
+                            unit=cache.unit_name(state.category.name, unit))
         self.loop.run()
         self.close_pool("prompts")
         for name, units in plans.items():
@@ -327,7 +327,8 @@ class Run:
                     items = self.store.remote(self.config, self.storage, state.category.name, unit, prompts, *encoded)
                     self.judge_unit(state, unit, prompts, items)
 
-            pool.submit("generate", (specs, [generation_text(by_id[s.prompt_id], s) for s in specs]), done, items=len(specs))
+            pool.submit("generate", (specs, [generation_text(by_id[s.prompt_id], s) for s in specs]), done, items=len(specs),
+                        unit=cache.unit_name(state.category.name, unit))
 
     def judge_unit(self, state: CategoryState, unit: int, prompts: list[Prompt], items: ray.ObjectRef) -> None:
         pool = self.pool("judge", Judge, (self.config.judge, self.config.seed), self.config.judge.pool)
@@ -339,7 +340,7 @@ class Run:
             self.done_this_run["judged"] += len(verdicts)
             self.finish_unit(state, unit, verdicts)
 
-        pool.submit("judge", (state.category, items), done, items=len(prompts))
+        pool.submit("judge", (state.category, items), done, items=len(prompts), unit=cache.unit_name(state.category.name, unit))
 
     def finish_unit(self, state: CategoryState, unit: int, verdicts: list[Verdict]) -> None:
         state.judged[unit] = verdicts

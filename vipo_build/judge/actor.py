@@ -35,7 +35,7 @@ class Judge:
     def __init__(self, judge: JudgeStageConfig, seed: int):
         self.config = judge
         self.seed = seed
-        self.llm = start_engine(judge.engine, seed, limit_mm_per_prompt={"image": 2})
+        self.engine = start_engine(judge.engine, seed, "judge.engine", limit_mm_per_prompt={"image": 2})
 
     def judge(self, category: Category, items: list[JudgeItem]) -> tuple[list[Verdict], float]:
         """Verdicts for one unit's pairs, asked in one engine call (a fixed batch), and the seconds spent."""
@@ -48,7 +48,7 @@ class Judge:
                     keys.append((order, sample, derive_seed(self.seed, "judge", item.pair_id, order, sample)))
                     conversations.append(judge_conversation(category, item.prompt, first, second))
         schema = verdict_schema(category, self.config.reason_chars)
-        answers = chat_json(self.llm, conversations, [seed for _, _, seed in keys], schema, self.config.temperature,
+        answers = chat_json(self.engine, conversations, [seed for _, _, seed in keys], schema, self.config.temperature,
                             self.config.max_tokens) if conversations else []
         per_item = 2 * self.config.votes
         dims, rubric = category.rubric.dimension_names, category.rubric

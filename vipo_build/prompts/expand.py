@@ -62,12 +62,12 @@ class PromptExpander:
 
     def __init__(self, stage: PromptStageConfig, seed: int):
         self.stage = stage
-        self.llm = start_engine(stage.engine, seed)
+        self.engine = start_engine(stage.engine, seed, "prompts.engine")
 
     def expand(self, category: Category, requests: list[ExpansionRequest]) -> tuple[list[dict | None], float]:
         start = time.perf_counter()
         answers = chat_json(
-            self.llm,
+            self.engine,
             [conversation(category, r.seed_subject) for r in requests],
             [r.seed for r in requests],
             expansion_schema(self.stage.max_chars, category.expansion.perturbation is not None),

@@ -25,6 +25,11 @@ def category_dir(category: str) -> str:
     return f"cache/{category}"
 
 
+def unit_name(category: str, unit: int) -> str:
+    """How messages name a work unit: its cache files are cache/{unit_name}.*"""
+    return f"{category}/u{unit:06d}"
+
+
 def candidates_path(category: str, unit: int) -> str:
     return f"{category_dir(category)}/u{unit:06d}.candidates.parquet"
 

@@ -7,8 +7,13 @@ Normal runs never set the variables below and `reached` returns at once. Tests s
                                     run's session (driver, Ray services and workers), as a power cut
     VIPO_FAILPOINT_KILL_ACTOR=NAME:N   on the N-th NAME, `ray.kill` the actor that reached it;
                                     Ray restarts it and retries its task
+    VIPO_FAILPOINT_KILL_ENGINE=NAME:N  on the N-th NAME, SIGKILL the vLLM engine processes under the
+                                    process that reached it: its next engine call fails
+    VIPO_FAILPOINT_SPARE=PREFIX     the session kill leaves processes whose name starts with PREFIX
+                                    alive, as if they were outside the session: they must die on
+                                    their own (an engine with its actor)
 
-Both take a comma-separated list of NAME:N. N counts over all processes, through the journal (one journal per run). The run must be started
+The kills take a comma-separated list of NAME:N. N counts over all processes, through the journal (one journal per run). The run must be started
 in a session of its own (`start_new_session=True`): everything in that session is killed.
 """
 
@@ -24,7 +29,10 @@ import psutil
 JOURNAL = "VIPO_FAILPOINT_JOURNAL"
 KILL = "VIPO_FAILPOINT_KILL"
 KILL_ACTOR = "VIPO_FAILPOINT_KILL_ACTOR"
-ENV_VARS = (JOURNAL, KILL, KILL_ACTOR)
+KILL_ENGINE = "VIPO_FAILPOINT_KILL_ENGINE"
+SPARE = "VIPO_FAILPOINT_SPARE"
+ENV_VARS = (JOURNAL, KILL, KILL_ACTOR, KILL_ENGINE, SPARE)
+ENGINE_PROCESS_PREFIX = "VLLM::"  # vLLM names its engine core and model worker processes so
 
 
 def reached(name: str, detail: str = "") -> None:
@@ -39,6 +47,10 @@ def reached(name: str, detail: str = "") -> None:
         f.flush()
     if f"{name}:{hits}" in os.environ.get(KILL, "").split(","):
         _kill_session()
+    if f"{name}:{hits}" in os.environ.get(KILL_ENGINE, "").split(","):
+        for child in psutil.Process().children(recursive=True):
+            if child.name().startswith(ENGINE_PROCESS_PREFIX):
+                child.kill()
     if f"{name}:{hits}" in os.environ.get(KILL_ACTOR, "").split(","):
         import ray
 
@@ -48,10 +60,11 @@ def reached(name: str, detail: str = "") -> None:
 
 def _kill_session() -> None:
     session, me = os.getsid(0), os.getpid()
+    spared = os.environ.get(SPARE) or None
     for _ in range(3):  # again, for any process forked while the previous pass ran
         for process in psutil.process_iter():
             try:
-                if process.pid != me and os.getsid(process.pid) == session:
+                if process.pid != me and os.getsid(process.pid) == session and not (spared and process.name().startswith(spared)):
                     process.kill()
             except (psutil.Error, OSError):
                 pass  # already gone

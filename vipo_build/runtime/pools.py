@@ -8,6 +8,7 @@ serves one pool at a time; this loop waits on all of them together.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -16,7 +17,9 @@ from typing import Callable
 import ray
 
 from vipo_build.config import PoolConfig, RayConfig
+from vipo_build.errors import VipoError
 from vipo_build.runtime import failpoints
+from vipo_build.runtime.actor_log import EXCEPTION_LINE
 
 
 def start_ray(config: RayConfig) -> None:
@@ -29,6 +32,9 @@ def start_ray(config: RayConfig) -> None:
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         return
+    # A new local Ray turns token authentication on by itself (the safe default we keep) and warns
+    # that it did on stderr at every run.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     ray.init(
         num_cpus=config.num_cpus,
         object_store_memory=config.object_store_mb * 2**20 if config.object_store_mb else None,
@@ -74,23 +80,33 @@ class ActorPool:
         self.items = 0
         self.busy_seconds = 0.0
 
-    def submit(self, method: str, args: tuple, on_done: Callable[[ray.ObjectRef], None], items: int) -> None:
+    def submit(self, method: str, args: tuple, on_done: Callable[[ray.ObjectRef], None], items: int, unit: str) -> None:
         """Call `method(*args)` on a free actor; `on_done` gets the ref of its result.
 
         Pool methods return (result, seconds spent): the seconds feed the busy fraction, and the
-        result stays in the object store until a consumer needs it.
+        result stays in the object store until a consumer needs it. `unit` (e.g. "aesthetics/u3")
+        names the work in the error when the call fails.
         """
-        self.queue.append((method, args, on_done, items))
+        self.queue.append((method, args, on_done, items, unit))
         self._dispatch()
 
     def _dispatch(self) -> None:
         while self.idle and self.queue:
             actor = self.idle.popleft()
-            method, args, on_done, items = self.queue.popleft()
+            method, args, on_done, items, unit = self.queue.popleft()
             result, seconds = getattr(actor, method).options(num_returns=2).remote(*args)
 
-            def finished(_: ray.ObjectRef, actor=actor, result=result, seconds=seconds, on_done=on_done, items=items) -> None:
-                self.busy_seconds += ray.get(seconds)
+            def finished(_: ray.ObjectRef, actor=actor, result=result, seconds=seconds, on_done=on_done, items=items,
+                         unit=unit) -> None:
+                try:
+                    self.busy_seconds += ray.get(seconds)
+                except ray.exceptions.RayError as err:
+                    # The result carries the same error: fetched, Ray does not print it again at exit.
+                    try:
+                        ray.get(result, timeout=0)
+                    except Exception:
+                        pass
+                    raise VipoError(f"{self.name} failed on unit {unit}: {describe_failure(err)}") from None
                 self.items += items
                 self.idle.append(actor)
                 on_done(result)
@@ -118,3 +134,17 @@ class ActorPool:
     def shutdown(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
+
+
+def describe_failure(err: ray.exceptions.RayError) -> str:
+    """One line for a failed remote call: the stage's own error when it raised one (an engine's
+    names the model, the cause from its log and the log file), else the exception Ray reports."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, VipoError):
+        return str(cause)
+    if cause is not None and not isinstance(cause, ray.exceptions.RayError):
+        first_line = next(iter(str(cause).strip().splitlines()), "")
+        return f"{type(cause).__name__}: {first_line}" if first_line else type(cause).__name__
+    # An actor that died (e.g. in its constructor): the last exception line of Ray's traceback text.
+    lines = [m.group(0).removeprefix("] ") for m in map(EXCEPTION_LINE.search, str(err).splitlines()) if m]
+    return lines[-1] if lines else next(iter(str(err).strip().splitlines()), type(err).__name__)

@@ -3,19 +3,55 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from vipo_build.config import EngineConfig
-from vipo_build.runtime import endpoint
+from vipo_build.errors import VipoError
+from vipo_build.runtime import actor_log, endpoint, lifetimes
 
 
-def start_engine(engine: EngineConfig, seed: int, **extra: Any):
+# Sequences a CPU engine runs at once: on CPU a bigger batch buys no speed, and this bounds the
+# token budget that cpu_scheduler_options derives from it.
+CPU_MAX_NUM_SEQS = 64
+
+
+def cpu_scheduler_options(max_model_len: int | None, options: dict[str, Any], where: str) -> dict[str, Any]:
+    """vLLM scheduler settings under which no prefill of any request is ever split across steps.
+
+    vLLM discards the token it sampled for a request whose prompt was only partly prefilled in a
+    step and rewinds that request's torch.Generator with `set_offset`; CPU generators have no
+    offset, so a split prefill of a seeded request kills the engine ("CPU Generator does not use
+    offset"). A prefill is split when chunked prefill cuts it to the step's token budget, or when
+    the encoder budget (which vLLM sizes from the token budget) runs out before the request's
+    images. With chunked prefill off and a token budget that holds the longest possible prompt of
+    every sequence a step can run (max_model_len x max_num_seqs), a waiting request is scheduled
+    whole or waits for the next step, however many requests are queued.
+    """
+    if max_model_len is None:
+        raise VipoError(f"{where}: set max_model_len: a CPU engine sizes its token budget from it")
+    seqs = int(options.get("max_num_seqs", CPU_MAX_NUM_SEQS))
+    return {
+        "enable_chunked_prefill": False,
+        "long_prefill_token_threshold": 0,
+        "max_num_seqs": seqs,
+        "max_num_batched_tokens": max(int(options.get("max_num_batched_tokens", 0)), max_model_len * seqs),
+    }
+
+
+def start_engine(engine: EngineConfig, seed: int, where: str, **extra: Any):
     """Load `engine.model` into a vllm.LLM (imported here: only engine actors pay for vLLM), or
-    connect to the engine's OpenAI-compatible endpoint when it names one."""
+    connect to the engine's OpenAI-compatible endpoint when it names one. `where` names the
+    engine's config field in errors, e.g. "judge.engine"."""
     if engine.endpoint is not None:
         return endpoint.start_endpoint(engine.endpoint)
     from vllm import LLM
+    from vllm.platforms import current_platform
 
+    lifetimes.spawned_children_die_with_this_process()  # vLLM's engine core must not outlive this actor
+    logs = actor_log.marks()
+    # GPU engines keep vLLM's own scheduler settings: CUDA generators can rewind.
+    scheduler = cpu_scheduler_options(engine.max_model_len, engine.options, where) if current_platform.is_cpu() else {}
     kwargs = {
         "model": engine.model,
         "load_format": engine.load_format,
@@ -29,12 +65,39 @@ def start_engine(engine: EngineConfig, seed: int, **extra: Any):
         **({"max_model_len": engine.max_model_len} if engine.max_model_len else {}),
         **extra,
         **engine.options,
+        **scheduler,
     }
-    return LLM(**kwargs)
+    return LocalEngine(engine.model, LLM(**kwargs), logs)
+
+
+class EngineFailed(VipoError):
+    """An in-process engine died or raised; the message carries the cause found in the actor's log."""
+
+
+@dataclass
+class LocalEngine:
+    """A vllm.LLM in this process, and where its processes write their logs (for a failure's cause)."""
+
+    model: str
+    llm: Any
+    logs: list[actor_log.LogMark]  # the ends of the log files when the engine started
+
+    def chat(self, conversations: list[list[dict]], params: list) -> list:
+        try:
+            return self.llm.chat(conversations, params, use_tqdm=False)
+        except Exception as err:
+            raise EngineFailed(self.describe(err)) from None
+
+    def describe(self, err: Exception) -> str:
+        found = actor_log.find_cause(self.logs)
+        if found:
+            return f"engine {self.model}: {found[0]} (log: {found[1]})"
+        first_line = next(iter(str(err).strip().splitlines()), "")
+        return f"engine {self.model}: {type(err).__name__}" + (f": {first_line}" if first_line else "")
 
 
 def chat_json(
-    llm,
+    engine: LocalEngine | endpoint.EndpointClient,
     conversations: list[list[dict]],
     seeds: list[int],
     schema: dict,
@@ -45,8 +108,8 @@ def chat_json(
 
     Each request has its own seed: the same seed gives the same answer, so k votes need k seeds.
     """
-    if isinstance(llm, endpoint.EndpointClient):
-        return endpoint.chat_json(llm, conversations, seeds, schema, temperature, max_tokens)
+    if isinstance(engine, endpoint.EndpointClient):
+        return endpoint.chat_json(engine, conversations, seeds, schema, temperature, max_tokens)
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
@@ -59,7 +122,7 @@ def chat_json(
         )
         for seed in seeds
     ]
-    outputs = llm.chat(conversations, params, use_tqdm=False)
+    outputs = engine.chat(conversations, params)
     return [_parse(out.outputs[0].text) for out in outputs]
 
 

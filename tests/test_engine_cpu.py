@@ -1,0 +1,90 @@
+"""The in-process vLLM engines on CPU under a full load: one call of hundreds of seeded, structured
+requests to the tiny VLM (the judge) and the tiny LLM (prompt expansion), through the stages' own
+engine wrapper. On CPU a seeded request whose prefill is split across scheduler steps kills the
+engine ("CPU Generator does not use offset"); the wrapper's CPU settings must make that impossible
+however many requests are in flight."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import tiny_config
+from vipo_build.config import JudgeStageConfig, PromptStageConfig
+from vipo_build.errors import VipoError
+from vipo_build.judge.actor import Judge, JudgeItem
+from vipo_build.prompts import expand
+from vipo_build.prompts.categories import load_category
+from vipo_build.runtime import actor_log
+from vipo_build.runtime.vllm_engine import CPU_MAX_NUM_SEQS, cpu_scheduler_options
+
+REQUESTS = 256
+DATA = Path(__file__).parent / "data"
+
+
+def test_one_judge_call_of_256_seeded_structured_requests_answers_every_one(tiny_models):
+    stage = JudgeStageConfig.model_validate({**tiny_config()["judge"], "votes": 4})
+    rng = np.random.default_rng(7)
+    view = lambda: Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))  # noqa: E731
+    pairs = REQUESTS // (2 * stage.votes)
+    items = [JudgeItem(f"aesthetics-u000000-p{i:03d}", f"a lighthouse at dusk, number {i}", (view(), view()))
+             for i in range(pairs)]
+    judge = Judge(stage, seed=1234)
+    try:
+        verdicts, _ = judge.judge(load_category("aesthetics"), items)
+    finally:
+        del judge
+        gc.collect()
+    votes = [vote for verdict in verdicts for vote in verdict.votes]
+    assert len(verdicts) == pairs and len(votes) == REQUESTS
+    assert all(vote.valid for vote in votes)  # every answer came back and parsed against the schema
+
+
+def test_one_expansion_call_of_256_seeded_structured_requests_answers_every_one(tiny_models):
+    stage = PromptStageConfig.model_validate(tiny_config()["prompts"])
+    category = load_category("text_rendering")  # the longest answers: prompt, constraints and a perturbation
+    requests = expand.unit_requests(category, 1234, unit=0, size=REQUESTS)
+    expander = expand.PromptExpander(stage, seed=1234)
+    try:
+        answers, _ = expander.expand(category, requests)
+    finally:
+        del expander
+        gc.collect()
+    assert len(answers) == REQUESTS
+    assert all(isinstance(answer, dict) and "prompt" in answer for answer in answers)
+
+
+
+def test_the_root_cause_of_a_dead_engine_is_found_in_its_log(tmp_path):
+    # The log of an actor whose engine died of a split prefill: the exception the actor saw says only
+    # "See stack trace (above) for the root cause"; the engine core and its worker wrote the cause.
+    crash = (DATA / "vllm-split-prefill.log").read_text()
+    killed = ("(MainProcess pid=8) WARNING 12-01 20:47:37 [core_client.py:817] [shutdown] MPClient: engine core "
+              "exited unexpectedly; starting cleanup\n")
+    stdout, stderr = tmp_path / "worker.out", tmp_path / "worker.err"
+    stdout.write_text("(EngineCore pid=1) ERROR 12-01 20:00:00 [core.py:1] RuntimeError: before the engine started\n")
+    stderr.write_text("")
+    since = [actor_log.LogMark(str(p), p.stat().st_size) for p in (stdout, stderr)]
+    assert actor_log.find_cause(since) is None  # what came before the marks is not looked at
+    with stdout.open("a") as f:
+        f.write(crash[: crash.index("(Worker pid=4949) ERROR")] + killed)
+    assert actor_log.find_cause(since) == ("[shutdown] MPClient: engine core exited unexpectedly; starting cleanup", str(stdout))
+    stderr.write_text("Traceback (most recent call last):\nvllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an "
+                      "issue. See stack trace (above) for the root cause.\n")
+    with stdout.open("a") as f:
+        f.write(crash)
+    assert actor_log.find_cause(since) == ("RuntimeError: CPU Generator does not use offset", str(stdout))
+
+
+def test_cpu_scheduler_budget_holds_the_longest_prompt_of_every_sequence():
+    assert cpu_scheduler_options(2048, {}, "judge.engine") == {
+        "enable_chunked_prefill": False, "long_prefill_token_threshold": 0,
+        "max_num_seqs": CPU_MAX_NUM_SEQS, "max_num_batched_tokens": 2048 * CPU_MAX_NUM_SEQS}
+    # a config's own max_num_seqs sizes the budget; a budget asked for below it is raised to it
+    assert cpu_scheduler_options(1024, {"max_num_seqs": 8, "max_num_batched_tokens": 512}, "x")["max_num_batched_tokens"] == 8192
+    with pytest.raises(VipoError, match=r"^judge\.engine: set max_model_len: a CPU engine sizes its token budget from it$"):
+        cpu_scheduler_options(None, {}, "judge.engine")
