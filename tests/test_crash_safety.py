@@ -125,6 +125,7 @@ def small(tmp_path_factory, tiny_models) -> tuple[Path, Path, list[tuple[str, st
     return path, work / "reference", journal(work / "reference.journal")
 
 
+@pytest.mark.timeout(2400)  # eleven runs, and the reference run of the module's fixture, on 2 cores
 def test_sigkill_at_seeded_points_then_resume_is_byte_identical(small, tmp_path):
     config, reference, reference_journal = small
     rng = random.Random(KILL_SEED)
