@@ -64,7 +64,9 @@ def _kill_session() -> None:
     for _ in range(3):  # again, for any process forked while the previous pass ran
         for process in psutil.process_iter():
             try:
-                if process.pid != me and os.getsid(process.pid) == session and not (spared and process.name().startswith(spared)):
+                if process.pid == me or os.getsid(process.pid) != session:
+                    continue
+                if not (spared and process.name().startswith(spared)):
                     process.kill()
             except (psutil.Error, OSError):
                 pass  # already gone

@@ -17,7 +17,7 @@ from typing import Callable
 import ray
 
 from vipo_build.config import PoolConfig, RayConfig
-from vipo_build.errors import VipoError
+from vipo_build.errors import VipoError, one_line
 from vipo_build.runtime import failpoints
 from vipo_build.runtime.actor_log import EXCEPTION_LINE
 
@@ -143,8 +143,7 @@ def describe_failure(err: ray.exceptions.RayError) -> str:
     if isinstance(cause, VipoError):
         return str(cause)
     if cause is not None and not isinstance(cause, ray.exceptions.RayError):
-        first_line = next(iter(str(cause).strip().splitlines()), "")
-        return f"{type(cause).__name__}: {first_line}" if first_line else type(cause).__name__
+        return one_line(cause)
     # An actor that died (e.g. in its constructor): the last exception line of Ray's traceback text.
     lines = [m.group(0).removeprefix("] ") for m in map(EXCEPTION_LINE.search, str(err).splitlines()) if m]
     return lines[-1] if lines else next(iter(str(err).strip().splitlines()), type(err).__name__)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vipo_build.config import EngineConfig
-from vipo_build.errors import VipoError
+from vipo_build.errors import VipoError, one_line
 from vipo_build.runtime import actor_log, endpoint, lifetimes
 
 
@@ -92,8 +92,7 @@ class LocalEngine:
         found = actor_log.find_cause(self.logs)
         if found:
             return f"engine {self.model}: {found[0]} (log: {found[1]})"
-        first_line = next(iter(str(err).strip().splitlines()), "")
-        return f"engine {self.model}: {type(err).__name__}" + (f": {first_line}" if first_line else "")
+        return f"engine {self.model}: {one_line(err)}"
 
 
 def chat_json(
