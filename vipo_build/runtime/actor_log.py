@@ -1,9 +1,9 @@
-"""An actor's log file, and the root cause of a failure written to it.
+"""An actor's log files, and the root cause of a failure written to them.
 
-Ray sends each worker's stderr to a file in the node's session log folder, and the processes the
-worker starts (vLLM's engine core and its model worker) inherit it. When an engine dies, the
-exception the actor sees only says "See stack trace (above) for the root cause": the cause is
-in that file, written by another process.
+Ray sends each worker's stdout and stderr to files in the node's session log folder, and the
+processes the worker starts (vLLM's engine core and its model worker) inherit them. When an engine
+dies, the exception the actor sees only says "See stack trace (above) for the root cause": the
+cause is in those files, written by another process.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def first_exception(text: str) -> str | None:
     for line in text.splitlines():
         level = LOGGED.search(line)
         exception = EXCEPTION_LINE.search(line)
-        if exception and not (level and level.group(1) == "WARNING") and exception.group(1).rsplit(".", 1)[-1] not in CONSEQUENCES:
+        warning = level is not None and level.group(1) == "WARNING"  # e.g. a fallback that names an exception
+        if exception and not warning and exception.group(1).rsplit(".", 1)[-1] not in CONSEQUENCES:
             return f"{exception.group(1)}: {exception.group(2).strip()}"
     return None
 

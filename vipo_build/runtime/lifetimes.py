@@ -32,7 +32,8 @@ def spawned_children_die_with_this_process() -> None:
     """From now on every process multiprocessing spawns here is killed when this process dies."""
     if not sys.platform.startswith("linux"):
         return
-    if os.path.basename(os.fsdecode(multiprocessing.spawn.get_executable())) == LAUNCHER_NAME:
+    python = os.fsdecode(multiprocessing.spawn.get_executable())
+    if os.path.basename(python) == LAUNCHER_NAME:
         return  # already set up in this process
     # The resource tracker must outlive us to unlink what a killed process leaves behind, so it
     # starts before the launcher is in place.
@@ -40,7 +41,6 @@ def spawned_children_die_with_this_process() -> None:
     folder = tempfile.mkdtemp(prefix="vipo-launcher-")
     atexit.register(shutil.rmtree, folder, True)
     launcher = os.path.join(folder, LAUNCHER_NAME)
-    python = os.fsdecode(multiprocessing.spawn.get_executable())
     with open(launcher, "w") as f:
         f.write(f'#!/bin/sh\nexec {shlex.quote(python)} -m {__name__} {os.getpid()} "$@"\n')
     os.chmod(launcher, 0o700)

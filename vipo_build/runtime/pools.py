@@ -84,8 +84,8 @@ class ActorPool:
         """Call `method(*args)` on a free actor; `on_done` gets the ref of its result.
 
         Pool methods return (result, seconds spent): the seconds feed the busy fraction, and the
-        result stays in the object store until a consumer needs it. `unit` (e.g. "aesthetics/u3")
-        names the work in the error when the call fails.
+        result stays in the object store until a consumer needs it. `unit` (e.g.
+        "aesthetics/u000003") names the work in the error when the call fails.
         """
         self.queue.append((method, args, on_done, items, unit))
         self._dispatch()
