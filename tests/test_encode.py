@@ -8,7 +8,7 @@ import pytest
 from vipo_build.generate.encode import decode_image, decode_video, encode_image, encode_video
 from vipo_build.judge.views import contact_sheet
 from vipo_build.records import CandidateSpec
-from vipo_build.tasks import size_defect
+from vipo_build.generate.actor import size_defect
 
 PIXELS = np.random.default_rng(0).integers(0, 256, size=(9, 48, 80, 3), dtype=np.uint8)
 

@@ -16,7 +16,7 @@ from PIL import Image
 from tests.conftest import tiny_config
 from vipo_build.config import JudgeStageConfig, PromptStageConfig
 from vipo_build.errors import VipoError
-from vipo_build.judge.actor import Judge, JudgeItem
+from vipo_build.judge.actor import JudgeItem, JudgeStage
 from vipo_build.prompts import expand
 from vipo_build.prompts.categories import load_category
 from vipo_build.runtime import actor_log
@@ -33,9 +33,10 @@ def test_one_judge_call_of_256_seeded_structured_requests_answers_every_one(tiny
     pairs = REQUESTS // (2 * stage.votes)
     items = [JudgeItem(f"aesthetics-u000000-p{i:03d}", f"a lighthouse at dusk, number {i}", (view(), view()))
              for i in range(pairs)]
-    judge = Judge(stage, seed=1234)
+    judge = JudgeStage(stage, seed=1234, storage=None)
+    judge.setup()
     try:
-        verdicts, _ = judge.judge(load_category("aesthetics"), items)
+        [verdicts] = judge.judge([(load_category("aesthetics"), items)])
     finally:
         del judge
         gc.collect()
@@ -48,9 +49,10 @@ def test_one_expansion_call_of_256_seeded_structured_requests_answers_every_one(
     stage = PromptStageConfig.model_validate(tiny_config()["prompts"])
     category = load_category("text_rendering")  # the longest answers: prompt, constraints and a perturbation
     requests = expand.unit_requests(category, 1234, unit=0, size=REQUESTS)
-    expander = expand.PromptExpander(stage, seed=1234)
+    expander = expand.ExpandStage(stage, seed=1234)
+    expander.setup()
     try:
-        answers, _ = expander.expand(category, requests)
+        [answers] = expander.process([expand.ExpansionWork(category, requests)])
     finally:
         del expander
         gc.collect()

@@ -15,7 +15,7 @@ from rich.console import Console
 from tests.conftest import REPO, TINY_MODELS
 from vipo_build.config import GeneratorConfig, ImageOutputConfig, VideoOutputConfig, load_config
 from vipo_build.errors import VipoError
-from vipo_build.generate.actor import Generator
+from vipo_build.generate.actor import GenerateStage
 from vipo_build.generate.registry import (
     apply_family_defaults,
     check_frames,
@@ -212,11 +212,12 @@ def test_tiny_family_generates_through_the_generator(name: str, one_thread: None
     raw = apply_family_defaults({"family": name, **overrides})
     raw.pop("family")
     raw["call_options"].update(TINY_CALL_OPTIONS.get(family.tiny, {}))
-    generator = Generator(GeneratorConfig.model_validate(raw))
+    generator = GenerateStage(GeneratorConfig.model_validate(raw), ImageOutputConfig(), storage=None)
+    generator.setup()
     assert type(generator.pipeline).__name__ == family.pipeline
 
     frames = family.frame_stride + 1 if family.modality == "video" else 1
-    pixels, _ = generator.generate(candidate_specs(family.modality, frames), ["a red apple on a table", "two dogs"])
+    pixels = generator.generate(candidate_specs(family.modality, frames), ["a red apple on a table", "two dogs"])
     shape = (frames, 64, 64, 3) if family.modality == "video" else (64, 64, 3)
     assert [p.shape for p in pixels] == [shape, shape]
     assert all(p.dtype == np.uint8 for p in pixels)

@@ -83,7 +83,7 @@ def test_counts_agree_everywhere(tiny_run):
     for figures in summary["categories"].values():
         assert figures["written"] == figures["planned"] == 1
         assert figures["kept"] >= 1 and figures["prompts_requested"] >= figures["kept"] + sum(figures["dropped"].values())
-    assert set(summary["stages"]) == {"prompts", "judge", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan"}
+    assert set(summary["stages"]) == {"prompts", "judge", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan", "shards"}
 
 
 def test_rerun_of_finished_run_writes_nothing(tiny_run):

@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.s3 import free_port
 from vipo_build.config import EngineConfig, JudgeStageConfig
-from vipo_build.judge.actor import Judge, JudgeItem
+from vipo_build.judge.actor import JudgeItem, JudgeStage
 from vipo_build.prompts.categories import load_category
 from vipo_build.runtime.endpoint import EndpointConfig
 from vipo_build.runtime.vllm_engine import cpu_scheduler_options
@@ -71,10 +71,11 @@ def test_judge_through_vllm_serve_survives_a_server_restart(served):
                               timeout_s=120, max_retries=8, backoff_s=0.5, wait_for_server_s=300)
     config = JudgeStageConfig(engine=EngineConfig(model="tiny-vlm", endpoint=endpoint), votes=2, threshold=0.51,
                               max_tokens=256, reason_chars=0, image_size=64)
-    judge = Judge(config, seed=1234)  # waits until the server answers
+    judge = JudgeStage(config, seed=1234, storage=None)
+    judge.setup()  # waits until the server answers
     category = load_category("aesthetics")
     batch = items(12)
-    before, _ = judge.judge(category, batch)
+    [before] = judge.judge([(category, batch)])
     assert [v.pair_id for v in before] == [i.pair_id for i in batch]
     assert all(vote.valid for v in before for vote in v.votes)  # structured outputs: every answer parses
 
@@ -88,7 +89,7 @@ def test_judge_through_vllm_serve_survives_a_server_restart(served):
 
     threading.Thread(target=kill_and_restart).start()
     start = time.monotonic()
-    after, _ = judge.judge(category, batch)
+    [after] = judge.judge([(category, batch)])
     assert killed.is_set() and time.monotonic() - start > 1.0
     assert [v.pair_id for v in after] == [i.pair_id for i in batch]
     assert all(vote.valid for v in after for vote in v.votes)  # no request lost to the outage

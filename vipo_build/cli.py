@@ -23,8 +23,11 @@ SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
 
 def _fail(err: VipoError) -> None:
+    """One line on stderr; exit 1 when the run did all it could but some units failed, else 2 (bad input)."""
+    from vipo_build.run import UnitsFailed
+
     Console(stderr=True).print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    raise typer.Exit(1 if isinstance(err, UnitsFailed) else 2)
 
 
 @app.command()
@@ -32,6 +35,7 @@ def run(
     config: Path = typer.Argument(..., help="Pipeline YAML, e.g. pipelines/tiny.yaml."),
     out: Optional[str] = typer.Option(None, "--out", help="Dataset root (path or fsspec URL); default: the config's output."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan without loading any model."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry the units an earlier run recorded as failed."),
 ) -> None:
     """Run (or resume) a pipeline: prompts -> candidates -> judged pairs -> committed shards."""
     from vipo_build.run import prepare, run as run_pipeline
@@ -40,7 +44,7 @@ def run(
         if dry_run:
             show_plan(*prepare(config, out))
             return
-        run_pipeline(config, out, console)
+        run_pipeline(config, out, console, retry_failed=retry_failed)
     except VipoError as err:
         _fail(err)
 
@@ -60,6 +64,22 @@ def show_plan(config, plan, root: str) -> None:
     console.print(f"generators: {generators}", soft_wrap=True)
     console.print(f"judge: {config.judge.engine.model}, {config.judge.votes} votes x 2 orders, threshold {config.judge.threshold}", soft_wrap=True)
     console.print(f"prompt LLM: {config.prompts.engine.model}", soft_wrap=True)
+    show_pools(config)
+
+
+def show_pools(config) -> None:
+    """What each pool asks for; every pool runs for the whole run, so the cluster must hold their sum."""
+    from vipo_build.preflight import pool_asks
+
+    asks = pool_asks(config)
+    table = Table(title="Pools (all up at once; a run refuses a cluster that cannot hold their sum)")
+    for column in ("pool", "actors", "GPUs/actor", "CPUs/actor", "GPUs", "CPUs", "weights GB"):
+        table.add_column(column, justify="left" if column == "pool" else "right")
+    for a in asks:
+        table.add_row(a.name, str(a.pool.actors), f"{a.pool.num_gpus:g}", f"{a.pool.num_cpus:g}", f"{a.gpus:g}",
+                      f"{a.cpus:g}", f"{a.weights_gb:g}" if a.weights_gb else "-")
+    table.add_row("total", "", "", "", f"{sum(a.gpus for a in asks):g}", f"{sum(a.cpus for a in asks):g}", "")
+    console.print(table)
 
 
 @app.command()

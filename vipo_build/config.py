@@ -34,7 +34,12 @@ class PoolConfig(Strict):
     actors: int = Field(1, ge=1, description="Number of actors (model replicas) in the pool.")
     num_gpus: float = Field(0, ge=0, description="GPUs reserved per actor (0 on CPU machines).")
     num_cpus: float = Field(1, ge=0, description="CPUs reserved per actor.")
-    max_restarts: int = Field(3, ge=0, description="Times Ray restarts a dead actor before the run fails.")
+    max_restarts: int = Field(3, ge=0, description="Times Ray restarts a dead actor (and retries its call) before the call counts as failed.")
+    units_per_call: int = Field(1, ge=1, description="Work units sent to an actor in one call: an engine sees all their requests at once.")
+    calls_in_flight: int = Field(2, ge=1, description="Calls queued on each actor, so it starts the next as soon as one ends.")
+    retries: int = Field(2, ge=0, description="Times a call that raised or timed out is retried (on a fresh actor, one unit per call) "
+                                              "before its units are recorded as failed.")
+    call_timeout_s: float | None = Field(None, gt=0, description="Seconds a call may run before its actor is replaced and the call retried; default: no limit.")
 
 
 class EngineConfig(Strict):
@@ -156,12 +161,19 @@ class JudgeStageConfig(Strict):
 class ShardConfig(Strict):
     name: str = Field("vipo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="Shard file prefix.")
     pairs_per_shard: int = Field(1000, ge=1)
+    pool: PoolConfig = Field(default_factory=lambda: PoolConfig(num_cpus=0.5),
+                             description="Shard writers (CPU actors reading the unit caches).")
 
 
 class RayConfig(Strict):
     address: str | None = Field(None, description="Cluster address; default: $RAY_ADDRESS, else a local Ray.")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all).")
     object_store_mb: int | None = Field(None, ge=78, description="Object store size of a local Ray.")
+    max_units_in_flight: int | None = Field(
+        None, ge=1, description="Work units between expansion and judging at once (backpressure); default: twice the calls "
+        "all generator and judge actors can hold.")
+    gpu_memory_gb: float | None = Field(None, gt=0, description="Memory of one cluster GPU, for the preflight's check of "
+                                                                "model sizes; default: what the driver's own GPU has, if any.")
 
 
 class PipelineConfig(Strict):

@@ -1,44 +1,50 @@
 """`vipo-build run`: prompts -> candidates -> judged pairs -> committed shards, resumable.
 
 Work is cut into fixed units per category (unit u of category c: fixed prompts, generators and
-seeds, judged as one batch). Kept pairs are ordered by (unit, index) within their category;
-shard s is written as soon as every category has enough kept pairs in that order. Expansion
-rounds add units until every category reaches its quota: the first round is sized by
-`prompts.overgen`, later ones by the keep rate observed so far.
+seeds). Units stream through the stages (expand, filter, generate, judge, write shard) with every
+pool up at once; kept pairs are ordered by (unit, index) within their category, and shard s is
+written as soon as every category has enough kept pairs in that order. Expansion rounds add units
+until every category reaches its quota: the first is sized by `prompts.overgen`, later ones by
+the keep rate of the judged units so far, decided while the earlier units are still in flight.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import math
 import time
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ray
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vipo_build import __version__
 from vipo_build.config import PipelineConfig, is_local_model, load_config, output_fields, resolve_model
 from vipo_build.errors import VipoError
-from vipo_build.generate.actor import Generator
-from vipo_build.generate.pairs import candidate_specs, generation_text
+from vipo_build.generate.actor import GenerateStage, GenerationWork
+from vipo_build.generate.pairs import generation_text, specs_by_generator
 from vipo_build.generate.registry import check_pipeline
-from vipo_build.judge.actor import Judge
+from vipo_build.judge.actor import JudgeStage, JudgeWork
+from vipo_build.judge.agreement import AgreementTally
 from vipo_build.prompts import expand
+from vipo_build.prompts.accept import FilterStage, FilterWork, prompt_id
 from vipo_build.prompts.categories import CATEGORIES_DIR, Category
-from vipo_build.prompts.filters import PromptFilters
+from vipo_build.prompts.expand import ExpandStage, ExpansionWork
 from vipo_build.records import Prompt, Verdict
 from vipo_build.runtime import cache, failpoints
 from vipo_build.runtime.lock import writer_lock
-from vipo_build.runtime.pools import ActorPool, EventLoop, describe_failure, start_ray
+from vipo_build.runtime.scheduler import Scheduler, Task, start_ray
+from vipo_build.runtime.stage import Failure, Stage
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.plan import ShardPlan
+from vipo_build.shards.stage import ShardWork, WriteShardStage
 from vipo_build.shards.writer import committed_shards
-from vipo_build import summary, tasks
+from vipo_build import preflight, summary
 
 RUN_JSON = "run.json"
 PROGRESS_JSON = "progress.json"  # this run's own rate, for `status` (ETA); not part of the dataset
@@ -107,13 +113,16 @@ def check_drift(storage: Storage, config: PipelineConfig) -> bool:
     return True
 
 
-def run(config_path: str | Path, out: str | None, console: Console) -> dict | None:
-    """Run or resume; returns the run summary, or None when every shard was already committed."""
+def run(config_path: str | Path, out: str | None, console: Console, retry_failed: bool = False) -> dict | None:
+    """Run or resume; returns the run summary, or None when every shard was already committed.
+    Units an earlier run gave up on stay failed unless `retry_failed`."""
     config, plan, root = prepare(config_path, out)
     storage = open_root(root)
     if check_drift(storage, config) and set(map(plan.shard_name, range(plan.num_shards))) <= committed_shards(storage).keys():
         console.print(f"All {plan.num_shards} shards in {root} are already committed; nothing to do.")
         return None
+    start_ray(config.ray)
+    preflight.check(config, preflight.cluster_now(config.ray))  # before anything is written or loaded
     with writer_lock(storage):
         started = check_drift(storage, config)  # again, now that no other run can change the root
         committed = committed_shards(storage)
@@ -128,45 +137,116 @@ def run(config_path: str | Path, out: str | None, console: Console) -> dict | No
             console.print(f"Resuming {root}: {len(committed)} of {plan.num_shards} shards already committed.")
         for warning in check_pipeline(config):
             console.print(f"warning: {warning}", markup=False)
-        start_ray(config.ray)
-        return Run(config, plan, storage, committed, console).execute()
+        return Run(config, plan, storage, committed, console, retry_failed=retry_failed).execute()
+
+
+@dataclass
+class Stages:
+    """The stages a run streams its units through; a benchmark may swap some for simulations."""
+
+    prompts: Stage
+    filter: FilterStage
+    generators: dict[str, Stage]  # by generator name
+    judge: Stage
+    shards: Stage
+
+
+def product_stages(config: PipelineConfig, storage: Storage) -> Stages:
+    return Stages(
+        prompts=ExpandStage(config.prompts, config.seed),
+        filter=FilterStage(config.prompts, list(config.categories)),
+        generators={g.name: GenerateStage(g, config.generate.image, storage) for g in config.generate.generators},
+        judge=JudgeStage(config.judge, config.seed, storage),
+        shards=WriteShardStage(config, storage),
+    )
 
 
 @dataclass
 class CategoryState:
+    """One category's units as they stream through; only units not yet judged keep their prompts."""
+
     category: Category
     quota: int
-    filters: PromptFilters  # this category's lint, safety and dedup state, fed in unit order
-    units: dict[int, list[Prompt]] = field(default_factory=dict)
-    judged: dict[int, list[Verdict]] = field(default_factory=dict)
-    prefix: int = 0  # units [0, prefix) are judged and their kept pairs are in `kept`
-    kept: list[tuple[int, str]] = field(default_factory=list)  # (unit, pair id) in dataset order
-    requested: int = 0
+    order: int  # position in the config: breaks priority ties
+    listing: set[str]  # the cache folder's names when the run started
+    rounds: list[range] = field(default_factory=list)  # units of each expansion round, as decided
+    expand_next: int = 0  # next unit to send to the prompt LLM
+    answers: dict[int, list] = field(default_factory=dict)  # expanded, waiting to be filtered in unit order
+    filter_next: int = 0  # next unit to filter
+    round_prompts: dict[int, list[Prompt]] = field(default_factory=dict)  # filtered, until the round's part is written
+    round_drops: dict[int, Counter] = field(default_factory=dict)  # and their drops
+    prompts: dict[int, list[Prompt]] = field(default_factory=dict)  # filtered, not yet judged
+    judged: dict[int, list[int]] = field(default_factory=dict)  # beyond the prefix: unit -> indexes of kept pairs
+    prefix: int = 0  # units [0, prefix) are judged and their kept pairs are in kept_*
+    kept_units: array = field(default_factory=lambda: array("i"))  # kept pairs in dataset order: unit
+    kept_index: array = field(default_factory=lambda: array("i"))  # and index within it
+    failed: dict[int, Failure] = field(default_factory=dict)
     drops: Counter = field(default_factory=Counter)
+    tally: AgreementTally = field(default_factory=AgreementTally)
+
+    @property
+    def requested(self) -> int:
+        """Units asked for so far."""
+        return self.rounds[-1].stop if self.rounds else 0
+
+    @property
+    def kept(self) -> int:
+        return len(self.kept_units)
 
     @property
     def short(self) -> bool:
-        return len(self.kept) < self.quota
+        return self.kept < self.quota
+
+    def pair_id(self, position: int) -> str:
+        return prompt_id(self.category.name, self.kept_units[position], self.kept_index[position])
+
+    def round_of(self, unit: int) -> int:
+        return next(r for r, units in enumerate(self.rounds) if unit in units)
 
 
 class Run:
-    def __init__(self, config: PipelineConfig, plan: ShardPlan, storage: Storage, committed: dict, console: Console):
+    """Streams every category's units through the stages and commits shards as their pairs are kept.
+
+    Determinism: a unit's prompts, candidates and verdicts depend only on (seed, category, unit);
+    prompts are filtered in unit order; the dataset is each category's first kept pairs in unit
+    order; and how many units to ask for is decided from the judged prefix of units only, so it
+    never depends on timing or actor counts.
+    """
+
+    def __init__(self, config: PipelineConfig, plan: ShardPlan, storage: Storage, committed: dict, console: Console,
+                 stages: Stages | None = None, retry_failed: bool = False):
         self.config, self.plan, self.storage, self.console = config, plan, storage, console
-        self.states = {name: CategoryState(config.category(name), quota, PromptFilters(config.prompts.filters))
-                       for name, quota in plan.quotas.items()}
+        self.stages = stages or product_stages(config, storage)
+        self.unit_size = config.generate.unit_size
+        prompt_parts = set(storage.list(cache.PROMPTS_DIR, ".parquet"))
+        self.prompt_parts = prompt_parts
+        self.states = {name: CategoryState(config.category(name), quota, i, cache.listing(storage, name))
+                       for i, (name, quota) in enumerate(plan.quotas.items())}
+        self.earlier_failures: dict[tuple[str, int], dict] = {}
+        for name in self.states:
+            for unit, record in cache.read_failures(storage, name).items():
+                if retry_failed:
+                    storage.remove(cache.failure_path(name, unit))
+                else:
+                    self.earlier_failures[name, unit] = record
         self.committed = dict(committed)
         self.started_at = time.time()
         self.done_this_run: Counter = Counter()  # shards, pairs and judged pairs since this run started
         self.reused: Counter = Counter()  # cache hits: work an earlier run did and this one did not redo
         self.pending = [s for s in range(plan.num_shards) if plan.shard_name(s) not in committed]
         self.needed = {s: plan.needed(s) for s in self.pending}
-        self.loop = EventLoop()
-        self.pools: dict[str, ActorPool] = {}
-        self.stage_stats: dict[str, dict] = {}
-        self.encode = ray.remote(num_cpus=1)(tasks.encode_candidates)
-        self.store = ray.remote(num_cpus=1)(tasks.store_candidates)
-        self.load_items = ray.remote(num_cpus=1)(tasks.load_judge_items)
-        self.write_shard = ray.remote(num_cpus=1)(tasks.write_shard_from_cache)
+        self.window = config.ray.max_units_in_flight or self.default_window()
+        self.expanding = 0  # units with the prompt LLM or waiting to be filtered
+        self.ready: list = []  # heap of (priority, category, unit): filtered, waiting to be admitted
+        self.admitted = 0  # units being generated or judged
+        self.parts_left: dict[tuple[str, int], int] = {}  # generator parts a unit still waits for
+        self.scheduler = Scheduler(warn=lambda line: self.console.print(f"warning: {line}", markup=False, highlight=False))
+        self.scheduler.add(self.stages.prompts, self.expanded, self.unit_failed)
+        self.scheduler.add(self.stages.filter, self.filtered)
+        for stage in self.stages.generators.values():
+            self.scheduler.add(stage, self.generated, self.unit_failed)
+        self.scheduler.add(self.stages.judge, self.judged_unit, self.unit_failed)
+        self.scheduler.add(self.stages.shards, self.shard_written)
         self.progress = Progress(
             TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console, transient=False,
@@ -174,32 +254,36 @@ class Run:
         self.bars = {name: self.progress.add_task(name, total=0) for name in ("prompts", "candidates", "judged", "shards")}
         self.progress.update(self.bars["shards"], total=plan.num_shards, completed=len(committed))
 
+    def default_window(self) -> int:
+        """Twice the calls all generator and judge actors can hold at once, in units."""
+        stages = [*self.stages.generators.values(), self.stages.judge]
+        slots = sum(s.resources.actors * s.resources.calls_in_flight * s.resources.units_per_call for s in stages)
+        return 2 * slots
+
     # Driver ------------------------------------------------------------------------------
 
     def execute(self) -> dict:
         started = time.perf_counter()
         try:
             with self.progress:
-                for round_ in range(self.config.prompts.max_rounds):
-                    short = [s for s in self.states.values() if s.short]
-                    if not short:
+                for state in self.states.values():
+                    self.add_round(state, math.ceil(state.quota * self.config.prompts.overgen / self.unit_size))
+                while True:
+                    self.feed()
+                    if not self.scheduler.step():
                         break
-                    self.expansion_round(round_, short)
-                    self.process_units()
-                    # Free the generators' and judge's accelerators for the next round's prompt LLM.
-                    for name in list(self.pools):
-                        self.close_pool(name)
-        except ray.exceptions.RayError as err:  # a CPU task's; pool calls name their stage and unit themselves
-            raise VipoError(f"a pipeline task failed: {describe_failure(err)}") from None
         finally:
-            for name in list(self.pools):
-                self.close_pool(name)
+            self.stage_stats = self.scheduler.stats()
+            self.scheduler.shutdown()
+        failures = [f for s in self.states.values() for f in s.failed.values()]
+        if failures:
+            raise UnitsFailed(self.storage.url, failures)
         missing = [s for s in self.states.values() if s.short]
         if missing:
             worst = missing[0]
             raise VipoError(
-                f"category {worst.category.name}: {len(worst.kept)} of {worst.quota} pairs kept after "
-                f"{self.config.prompts.max_rounds} rounds ({worst.requested} prompts); raise prompts.max_rounds "
+                f"category {worst.category.name}: {worst.kept} of {worst.quota} pairs kept after "
+                f"{len(worst.rounds)} rounds ({worst.requested * self.unit_size} prompts); raise prompts.max_rounds "
                 "or prompts.overgen, or lower judge.threshold"
             )
         result = summary.build(self, time.perf_counter() - started)
@@ -207,17 +291,23 @@ class Run:
         summary.show(result, self.console)
         return result
 
-    def pool(self, name: str, cls: type, args: tuple, pool_config) -> ActorPool:
-        if name not in self.pools:
-            self.pools[name] = ActorPool(name, cls, args, pool_config, self.loop)
-        return self.pools[name]
+    def feed(self) -> None:
+        """Send units to the prompt LLM and admit filtered ones to generation, in priority order,
+        while fewer than `window` are at each of the two steps."""
+        while self.expanding < self.window:
+            waiting = [s for s in self.states.values() if s.expand_next < s.requested]
+            if not waiting:
+                break
+            state = min(waiting, key=lambda s: self.priority(s, s.expand_next))
+            self.expand(state, state.expand_next)
+            state.expand_next += 1
+        while self.ready and self.admitted < self.window:
+            _, name, unit = heapq.heappop(self.ready)
+            self.admit(self.states[name], unit)
 
-    def close_pool(self, name: str) -> None:
-        """Stop a pool's actors (freeing their accelerators); its figures add to the stage's."""
-        if name in self.pools:
-            pool = self.pools.pop(name)
-            self.stage_stats[name] = pool.stats(self.stage_stats.get(name))
-            pool.shutdown()
+    def priority(self, state: CategoryState, unit: int) -> tuple:
+        """Shard-plan order: unit u of a category is about u / (units of its first round) of the way through it."""
+        return (unit / len(state.rounds[0]), state.order)
 
     def grow(self, bar: str, n: int, done: bool = False) -> None:
         """Add n items to a progress bar's total (and to its completed count when they are already done)."""
@@ -228,128 +318,186 @@ class Run:
 
     # Prompts -----------------------------------------------------------------------------
 
-    def units_for_round(self, state: CategoryState, round_: int) -> int:
-        size = self.config.generate.unit_size
-        if round_ == 0:
-            return math.ceil(state.quota * self.config.prompts.overgen / size)
-        rate = max(len(state.kept) / max(state.requested, 1), MIN_KEEP_RATE)
-        return math.ceil((state.quota - len(state.kept)) / rate * 1.2 / size)
-
-    def expansion_round(self, round_: int, short: list[CategoryState]) -> None:
-        size = self.config.generate.unit_size
-        answers: dict[tuple[str, int], list] = {}
-        plans = {}
-        for state in short:
-            loaded = cache.read_prompts(self.storage, state.category.name, round_)
-            if loaded is not None:
-                prompts, units, drops = loaded
-                self.reused["prompt_parts"] += 1
-                self.add_prompts(state, units, prompts, drops)
-                self.grow("prompts", len(units) * size, done=True)
-                continue
-            first = max(state.units, default=-1) + 1
-            units = list(range(first, first + self.units_for_round(state, round_)))
-            plans[state.category.name] = units
-            self.grow("prompts", len(units) * size)
-            for unit in units:
-                requests = expand.unit_requests(state.category, self.config.seed, unit, size)
-                pool = self.pool("prompts", expand.PromptExpander, (self.config.prompts, self.config.seed), self.config.prompts.pool)
-
-                def done(ref, key=(state.category.name, unit), n=len(requests)):
-                    answers[key] = ray.get(ref)
-                    self.progress.advance(self.bars["prompts"], n)
-
-                pool.submit("expand", (state.category, requests), done, items=len(requests),
-                            unit=cache.unit_name(state.category.name, unit))
-        self.loop.run()
-        self.close_pool("prompts")
-        for name, units in plans.items():
-            state = self.states[name]
-            drops: Counter = Counter()
-            prompts = []
-            for unit in units:  # unit order: which duplicate survives never depends on timing
-                requests = expand.unit_requests(state.category, self.config.seed, unit, size)
-                prompts += expand.accept(state.category, requests, answers[name, unit], state.filters, round_,
-                                         self.config.prompts.engine.model, drops)
-            cache.write_prompts(self.storage, name, round_, prompts, units, drops)
-            failpoints.reached("prompts.part_written", f"{name}/r{round_}")
-            self.add_prompts(state, units, prompts, drops, filtered=True)
-
-    def add_prompts(self, state: CategoryState, units: list[int], prompts: list[Prompt], drops: dict, filtered: bool = False) -> None:
-        for unit in units:
-            state.units[unit] = [p for p in prompts if p.unit == unit]
-        state.requested += len(units) * self.config.generate.unit_size
+    def add_round(self, state: CategoryState, units: int) -> None:
+        """Ask for `units` more units, as the next round; its prompts come from the cache when an earlier run wrote them."""
+        round_ = len(state.rounds)
+        part = cache.prompt_part(state.category.name, round_).rsplit("/", 1)[1]
+        cached = cache.read_prompts(self.storage, state.category.name, round_) if part in self.prompt_parts else None
+        if cached is None:
+            state.rounds.append(range(state.requested, state.requested + units))
+            self.grow("prompts", units * self.unit_size)
+            return
+        prompts, unit_list, drops = cached
+        state.rounds.append(range(unit_list[0], unit_list[-1] + 1))
+        self.reused["prompt_parts"] += 1
+        self.grow("prompts", len(unit_list) * self.unit_size, done=True)
+        self.stages.filter.remember(state.category.name, prompts)
         state.drops.update(drops)
-        if not filtered:  # read back from the cache: later rounds still dedup against them
-            state.filters.remember([p.text for p in prompts])
+        state.expand_next = state.filter_next = state.requested
+        by_unit: dict[int, list[Prompt]] = {unit: [] for unit in unit_list}
+        for prompt in prompts:
+            by_unit[prompt.unit].append(prompt)
+        judged = [cache.judged_path(state.category.name, u) for u in unit_list
+                  if cache.judged_path(state.category.name, u).rsplit("/", 1)[1] in state.listing]
+        found = self.storage.read_many(judged)  # one concurrent fetch per round, not one request per unit
+        for unit, unit_prompts in by_unit.items():
+            self.unit_ready(state, unit, unit_prompts, found.get(cache.judged_path(state.category.name, unit)))
+
+    def expand(self, state: CategoryState, unit: int) -> None:
+        name = state.category.name
+        if (name, unit) in self.earlier_failures:
+            self.skip_failed(state, unit)
+            return
+        requests = expand.unit_requests(state.category, self.config.seed, unit, self.unit_size)
+        self.expanding += 1
+        self.scheduler.submit("prompts", cache.unit_name(name, unit), ExpansionWork(state.category, requests),
+                              self.priority(state, unit))
+
+    def expanded(self, task: Task, answers: list) -> None:
+        work: ExpansionWork = task.work
+        state = self.states[work.category.name]
+        state.answers[work.requests[0].unit] = answers
+        self.progress.advance(self.bars["prompts"], len(answers))
+        while state.filter_next in state.answers:  # unit order: which duplicate survives never depends on timing
+            unit = state.filter_next
+            state.filter_next += 1
+            requests = expand.unit_requests(state.category, self.config.seed, unit, self.unit_size)
+            self.scheduler.submit("filter", cache.unit_name(state.category.name, unit),
+                                  FilterWork(state.category, state.round_of(unit), requests, state.answers.pop(unit)))
+
+    def filtered(self, task: Task, result: tuple[list[Prompt], Counter]) -> None:
+        work: FilterWork = task.work
+        state, unit = self.states[work.category.name], work.requests[0].unit
+        prompts, drops = result
+        self.expanding -= 1
+        state.drops.update(drops)
+        state.round_prompts.setdefault(work.round, []).extend(prompts)
+        state.round_drops.setdefault(work.round, Counter()).update(drops)
+        units = state.rounds[work.round]
+        if unit == units[-1]:  # the round's last unit: filtered in order, so the whole round is
+            name = state.category.name
+            cache.write_prompts(self.storage, name, work.round, state.round_prompts.pop(work.round), list(units),
+                                dict(state.round_drops.pop(work.round)))
+            failpoints.reached("prompts.part_written", f"{name}/r{work.round}")
+        judged = cache.judged_path(state.category.name, unit)
+        found = self.storage.read_bytes(judged) if judged.rsplit("/", 1)[1] in state.listing else None
+        self.unit_ready(state, unit, prompts, found)
 
     # Candidates and verdicts -------------------------------------------------------------
 
-    def process_units(self) -> None:
-        for name, state in self.states.items():
-            for unit, prompts in sorted(state.units.items()):
-                if unit in state.judged:
-                    continue
-                self.grow("judged", len(prompts))
-                judged = cache.read_judged(self.storage, name, unit) if prompts else (prompts, [])
-                if judged is not None:
-                    self.reused["judged_units"] += bool(prompts)  # a unit whose prompts were all dropped has no cache
-                    self.grow("candidates", 2 * len(prompts), done=True)
-                    self.finish_unit(state, unit, judged[1])
-                elif self.storage.exists(cache.candidates_path(name, unit)):
-                    self.reused["candidate_units"] += 1
-                    self.grow("candidates", 2 * len(prompts), done=True)
-                    items = self.load_items.remote(self.config, self.storage, name, unit, prompts)
-                    self.judge_unit(state, unit, prompts, items)
-                else:
-                    self.grow("candidates", 2 * len(prompts))
-                    self.generate_unit(state, unit, prompts)
-        self.loop.run()
+    def unit_ready(self, state: CategoryState, unit: int, prompts: list[Prompt], judged: bytes | None) -> None:
+        """A filtered unit: done when its verdicts are cached (or it has no prompts), else waits to be admitted."""
+        if not prompts:
+            self.finish_unit(state, unit, [])
+        elif judged is not None:
+            self.reused["judged_units"] += 1
+            self.grow("candidates", 2 * len(prompts), done=True)
+            self.grow("judged", len(prompts))
+            self.finish_unit(state, unit, cache.parse_judged(judged)[1])
+        else:
+            state.prompts[unit] = prompts
+            heapq.heappush(self.ready, (self.priority(state, unit), state.category.name, unit))
 
-    def generate_unit(self, state: CategoryState, unit: int, prompts: list[Prompt]) -> None:
+    def admit(self, state: CategoryState, unit: int) -> None:
+        """Send a unit to the generators whose candidates are not cached yet (or straight to the judge)."""
+        name, prompts = state.category.name, state.prompts[unit]
+        if (name, unit) in self.earlier_failures:
+            self.skip_failed(state, unit)
+            return
+        self.admitted += 1
+        self.grow("candidates", 2 * len(prompts))
+        self.grow("judged", len(prompts))
         by_id = {p.id: p for p in prompts}
-        by_generator: dict[str, list] = {}
-        for prompt in prompts:
-            for spec in candidate_specs(self.config, prompt):
-                by_generator.setdefault(spec.generator, []).append(spec)
-        encoded: list = []
-
-        for generator in self.config.generate.generators:
-            specs = by_generator.get(generator.name)
-            if not specs:
-                continue
-            pool = self.pool(f"generate:{generator.name}", Generator, (generator,), generator.pool)
-
-            def done(pixels, specs=specs):
-                encoded.append(self.encode.remote(self.config, specs, pixels))
+        missing = {}
+        for generator, specs in specs_by_generator(self.config, prompts).items():
+            if cache.candidates_path(name, unit, generator).rsplit("/", 1)[1] in state.listing:
                 self.progress.advance(self.bars["candidates"], len(specs))
-                if len(encoded) == len(by_generator):
-                    items = self.store.remote(self.config, self.storage, state.category.name, unit, prompts, *encoded)
-                    self.judge_unit(state, unit, prompts, items)
+            else:
+                missing[generator] = specs
+        if len(missing) < len(specs_by_generator(self.config, prompts)):
+            self.reused["candidate_units"] += 1
+        self.parts_left[name, unit] = len(missing)
+        for generator, specs in missing.items():
+            texts = [generation_text(by_id[s.prompt_id], s) for s in specs]
+            self.scheduler.submit(f"generate:{generator}", cache.unit_name(name, unit),
+                                  GenerationWork(name, unit, specs, texts), self.priority(state, unit))
+        if not missing:
+            self.judge(state, unit)
 
-            pool.submit("generate", (specs, [generation_text(by_id[s.prompt_id], s) for s in specs]), done, items=len(specs),
-                        unit=cache.unit_name(state.category.name, unit))
+    def generated(self, task: Task, count: int) -> None:
+        work: GenerationWork = task.work
+        self.progress.advance(self.bars["candidates"], count)
+        key = (work.category, work.unit)
+        if key not in self.parts_left:  # another generator gave up on this unit
+            return
+        self.parts_left[key] -= 1
+        if not self.parts_left[key]:
+            del self.parts_left[key]
+            self.judge(self.states[work.category], work.unit)
 
-    def judge_unit(self, state: CategoryState, unit: int, prompts: list[Prompt], items: ray.ObjectRef) -> None:
-        pool = self.pool("judge", Judge, (self.config.judge, self.config.seed), self.config.judge.pool)
+    def judge(self, state: CategoryState, unit: int) -> None:
+        prompts = state.prompts[unit]
+        generators = list(specs_by_generator(self.config, prompts))
+        self.scheduler.submit("judge", cache.unit_name(state.category.name, unit),
+                              JudgeWork(state.category, unit, prompts, generators), self.priority(state, unit))
 
-        def done(ref):
-            verdicts = ray.get(ref)
-            cache.write_judged(self.storage, state.category.name, unit, prompts, verdicts)
-            failpoints.reached("judged.written", f"{state.category.name}/u{unit}")
-            self.done_this_run["judged"] += len(verdicts)
-            self.finish_unit(state, unit, verdicts)
-
-        pool.submit("judge", (state.category, items), done, items=len(prompts), unit=cache.unit_name(state.category.name, unit))
+    def judged_unit(self, task: Task, verdicts: list[Verdict]) -> None:
+        work: JudgeWork = task.work
+        self.admitted -= 1
+        self.done_this_run["judged"] += len(verdicts)
+        self.finish_unit(self.states[work.category.name], work.unit, verdicts)
 
     def finish_unit(self, state: CategoryState, unit: int, verdicts: list[Verdict]) -> None:
-        state.judged[unit] = verdicts
+        state.prompts.pop(unit, None)
         self.progress.advance(self.bars["judged"], len(verdicts))
-        state.drops.update(v.reason for v in verdicts if not v.kept)
+        for verdict in verdicts:
+            state.tally.add(verdict)
+            if not verdict.kept:
+                state.drops[verdict.reason] += 1
+        state.judged[unit] = [int(v.pair_id.rsplit("-p", 1)[1]) for v in verdicts if v.kept]
         while state.prefix in state.judged:
-            state.kept += [(state.prefix, v.pair_id) for v in state.judged[state.prefix] if v.kept]
+            for index in state.judged.pop(state.prefix):
+                state.kept_units.append(state.prefix)
+                state.kept_index.append(index)
             state.prefix += 1
+            self.ask_for_more(state)
         self.write_ready_shards()
+
+    def ask_for_more(self, state: CategoryState) -> None:
+        """Add a round when the judged prefix says the units asked for will fall short.
+
+        Decided from the prefix alone (once it covers half the units asked for), at every unit it
+        grows by: the same decisions whatever the timing, while later units are still in flight.
+        """
+        asked = state.requested
+        if not state.short or len(state.rounds) >= self.config.prompts.max_rounds or 2 * state.prefix < asked:
+            return
+        rate = max(state.kept / (state.prefix * self.unit_size), MIN_KEEP_RATE)
+        expected = state.kept + rate * (asked - state.prefix) * self.unit_size
+        if expected < state.quota:
+            self.add_round(state, math.ceil((state.quota - expected) / rate * 1.2 / self.unit_size))
+
+    # Failures ----------------------------------------------------------------------------
+
+    def unit_failed(self, task: Task, failure: Failure) -> None:
+        """A stage gave up on a unit: recorded in the root; the run goes on with the others."""
+        name, unit = task.unit.rsplit("/u", 1)
+        state, unit = self.states[name], int(unit)
+        if unit in state.failed:  # a second generator of the same unit
+            return
+        cache.write_failure(self.storage, name, unit, failure.model_dump())
+        state.failed[unit] = failure
+        self.console.print(f"warning: {failure.line()}; recorded in {self.storage.url}/{cache.failure_path(name, unit)}",
+                           markup=False, highlight=False)
+        if failure.stage == "prompts":
+            self.expanding -= 1
+        else:
+            self.admitted -= 1
+            self.parts_left.pop((name, unit), None)
+
+    def skip_failed(self, state: CategoryState, unit: int) -> None:
+        record = self.earlier_failures[state.category.name, unit]
+        state.failed[unit] = Failure(**record)
 
     # Shards ------------------------------------------------------------------------------
 
@@ -361,18 +509,25 @@ class Run:
         self.storage.write_bytes(PROGRESS_JSON, json.dumps(record, indent=1).encode())
 
     def write_ready_shards(self) -> None:
-        for shard in list(self.pending):
-            if any(len(self.states[c].kept) < n for c, n in self.needed[shard].items()):
-                continue
-            self.pending.remove(shard)
-            members = [(c, *self.states[c].kept[o]) for c, o in self.plan.slots(shard)]
-            ref = self.write_shard.remote(self.storage, self.plan.shard_name(shard), members)
+        # Shards need ever more pairs of each category, so they become ready in plan order.
+        while self.pending and all(self.states[c].kept >= n for c, n in self.needed[self.pending[0]].items()):
+            shard = self.pending.pop(0)
+            members = [(c, self.states[c].kept_units[o], self.states[c].pair_id(o)) for c, o in self.plan.slots(shard)]
+            self.scheduler.submit("shards", self.plan.shard_name(shard), ShardWork(self.plan.shard_name(shard), members),
+                                  (shard,))
 
-            def done(ref):
-                record = ray.get(ref)
-                self.committed[record["shard"]] = record
-                self.progress.advance(self.bars["shards"])
-                self.done_this_run.update(shards=1, pairs=record["pairs"])
-                self.write_progress()
+    def shard_written(self, task: Task, record: dict) -> None:
+        self.committed[record["shard"]] = record
+        self.progress.advance(self.bars["shards"])
+        self.done_this_run.update(shards=1, pairs=record["pairs"])
+        self.write_progress()
 
-            self.loop.watch(ref, done)
+
+class UnitsFailed(VipoError):
+    """Units a stage gave up on; the rest of the run is done and committed."""
+
+    def __init__(self, root: str, failures: list[Failure]):
+        shown = "; ".join(f.line() for f in failures[:5])
+        more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} unit(s) failed (recorded under {root}/{cache.FAILED_DIR}; "
+                         f"`vipo-build run CONFIG --retry-failed` retries them): {shown}{more}")

@@ -44,7 +44,9 @@ def root_status(storage: Storage) -> dict:
         for data in storage.read_many([f"{cache.category_dir(name)}/{unit}" for unit in judged]).values():
             reasons.update(v["reason"] for v in json.loads(data)["verdicts"])
         stages["prompts"].update(done=prompts, total=units * config.generate.unit_size)
-        stages["candidates"].update(done=sum(n.endswith(".candidates.parquet") for n in cached), total=units)
+        # a unit has one candidates file per generator it uses
+        with_candidates = {n.split(".", 1)[0] for n in cached if n.endswith(".candidates.parquet")}
+        stages["candidates"].update(done=len(with_candidates), total=units)
         stages["judged"].update(done=len(judged), total=units)
         categories[name] = {
             "planned": quota,

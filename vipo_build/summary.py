@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from vipo_build.judge.agreement import dataset_agreement
+from vipo_build.judge.agreement import AgreementTally, DatasetAgreement
 from vipo_build.shards.writer import pairs_written
 
 if TYPE_CHECKING:
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 def build(run: Run, seconds: float) -> dict:
     written = pairs_written(run.committed)
+    tallies = {name: state.tally for name, state in run.states.items()}
+    overall = AgreementTally.merged(tallies.values())
     return {
         "seconds": round(seconds, 2),
         "shards": {"committed": len(run.committed), "planned": run.plan.num_shards},
@@ -23,9 +25,10 @@ def build(run: Run, seconds: float) -> dict:
             name: {
                 "planned": state.quota,
                 "written": written.get(name, 0),
-                "kept": len(state.kept),
-                "prompts_requested": state.requested,
-                "units": len(state.units),
+                "kept": state.kept,
+                "prompts_requested": state.requested * run.unit_size,
+                "units": state.requested,
+                "rounds": len(state.rounds),
                 "dropped": dict(sorted(state.drops.items())),
             }
             for name, state in run.states.items()
@@ -33,8 +36,8 @@ def build(run: Run, seconds: float) -> dict:
         "stages": run.stage_stats,
         "reused": {k: run.reused[k] for k in ("prompt_parts", "candidate_units", "judged_units")},
         # every verdict of the run, kept or dropped: the judge's agreement as the data were labelled
-        "agreement": dataset_agreement(
-            {name: [v for verdicts in state.judged.values() for v in verdicts] for name, state in run.states.items()}
+        "agreement": DatasetAgreement(
+            categories={name: tally.result() for name, tally in sorted(tallies.items())}, overall=overall.result()
         ).model_dump(mode="json"),
     }
 

@@ -1,25 +1,41 @@
-"""A generator actor: one diffusers pipeline, loaded once, turning candidate specs into pixels."""
+"""The generate stage: one diffusers pipeline per actor, turning a unit's candidate specs into
+encoded candidates that the actor caches itself (raw pixels never wait in Ray's object store)."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from vipo_build.config import GeneratorConfig
-from vipo_build.records import CandidateSpec
-from vipo_build.runtime import failpoints
+from vipo_build.config import GeneratorConfig, ImageOutputConfig
+from vipo_build.generate.encode import encode_image, encode_video
+from vipo_build.records import Candidate, CandidateSpec
+from vipo_build.runtime import cache, failpoints
+from vipo_build.runtime.stage import Stage
+from vipo_build.runtime.storage import Storage
 
 
-class Generator:
-    """Runs as a Ray actor (see runtime/pools.py); returns raw uint8 pixels, encoding happens on CPU workers."""
+@dataclass(frozen=True)
+class GenerationWork:
+    """One generator's share of a unit: its specs and the text each is generated from."""
 
-    def __init__(self, generator: GeneratorConfig):
+    category: str
+    unit: int
+    specs: list[CandidateSpec]
+    texts: list[str]
+
+
+class GenerateStage(Stage):
+    def __init__(self, generator: GeneratorConfig, image: ImageOutputConfig, storage: Storage):
+        self.config, self.image, self.storage = generator, image, storage
+        self.name, self.resources = f"generate:{generator.name}", generator.pool
+
+    def setup(self) -> None:
         import torch
 
         from vipo_build.generate.registry import load_pipeline, resolve_family
 
-        self.config = generator
+        generator = self.config
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         family = resolve_family(generator.model, generator.family)
         # With offload, diffusers moves each component to the GPU when it runs.
@@ -31,8 +47,20 @@ class Generator:
                 if getattr(self.pipeline, name, None) is not None:
                     setattr(self.pipeline, name, torch.compile(getattr(self.pipeline, name)))
 
-    def generate(self, specs: list[CandidateSpec], prompts: list[str]) -> tuple[list[np.ndarray], float]:
-        """Pixels of each spec ((H, W, 3) or (frames, H, W, 3) uint8) and the seconds spent.
+    def process(self, batch: list[GenerationWork]) -> list[int]:
+        """Generates, encodes and caches each unit's candidates; returns how many each unit got."""
+        out = []
+        for work in batch:
+            pixels = self.generate(work.specs, work.texts)
+            failpoints.reached("generate.batch", self.config.name)
+            candidates = [encode_candidate(spec, array, self.image) for spec, array in zip(work.specs, pixels)]
+            cache.write_candidates(self.storage, work.category, work.unit, self.config.name, candidates)
+            failpoints.reached("candidates.written", f"{cache.unit_name(work.category, work.unit)}/{self.config.name}")
+            out.append(len(candidates))
+        return out
+
+    def generate(self, specs: list[CandidateSpec], prompts: list[str]) -> list[np.ndarray]:
+        """Pixels of each spec ((H, W, 3) or (frames, H, W, 3) uint8).
 
         Each candidate gets its own torch.Generator, so its pixels depend on its seed, not on
         which other candidates share the batch.
@@ -41,7 +69,6 @@ class Generator:
 
         from vipo_build.generate.encode import to_uint8
 
-        start = time.perf_counter()
         out: list[np.ndarray] = []
         size = self.config.batch_size
         for lo in range(0, len(specs), size):
@@ -63,5 +90,22 @@ class Generator:
             else:
                 result = self.pipeline(**kwargs).images
             out.extend(to_uint8(np.asarray(x)) for x in result)
-        failpoints.reached("generate.batch", self.config.name)
-        return out, time.perf_counter() - start
+        return out
+
+
+def encode_candidate(spec: CandidateSpec, pixels: np.ndarray, image: ImageOutputConfig) -> Candidate:
+    if spec.frames == 1:
+        fmt, media = image.format, encode_image(pixels, image.format, image.quality)
+    else:
+        fmt, media = "mp4", encode_video(pixels, spec.fps)
+    return Candidate(**spec.model_dump(), format=fmt, media=media, defect=size_defect(spec, pixels))
+
+
+def size_defect(spec: CandidateSpec, pixels: np.ndarray) -> str | None:
+    """below_resolution or too_few_frames when the generator returned less than was asked for."""
+    frames, height, width = (1, *pixels.shape[:2]) if spec.frames == 1 else pixels.shape[:3]
+    if height < spec.height or width < spec.width:
+        return "below_resolution"
+    if frames < spec.frames:
+        return "too_few_frames"
+    return None

@@ -40,3 +40,13 @@ def candidate_specs(config: PipelineConfig, prompt: Prompt) -> tuple[CandidateSp
 def generation_text(prompt: Prompt, spec: CandidateSpec) -> str:
     """The text a candidate is generated from."""
     return prompt.perturbed_text if spec.perturbed else prompt.text
+
+
+def specs_by_generator(config: PipelineConfig, prompts: list[Prompt]) -> dict[str, list[CandidateSpec]]:
+    """A unit's candidate specs per generator (in config order), in prompt and side order."""
+    found: dict[str, list[CandidateSpec]] = {}
+    for prompt in prompts:
+        for spec in candidate_specs(config, prompt):
+            found.setdefault(spec.generator, []).append(spec)
+    order = [g.name for g in config.generate.generators]
+    return {name: found[name] for name in order if name in found}

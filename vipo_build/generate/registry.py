@@ -75,6 +75,7 @@ class Family(Strict):
     fps_option: str | None = Field(None, description="Call option that must equal the encoded fps.")
     load: LoadQuirks = Field(default_factory=LoadQuirks)
     tiny: str | None = Field(None, description="Tiny random-weight stand-in (models/tiny*.py).")
+    weights_gb: float = Field(gt=0, description="GB of weights in the family's dtype, all components: what one GPU must hold without offload.")
     notes: str = ""
 
     @model_validator(mode="after")

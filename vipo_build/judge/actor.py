@@ -1,8 +1,7 @@
-"""A judge actor: one vLLM engine with the VLM, judging a unit's pairs in both orders, k votes each."""
+"""The judge stage: one vLLM engine with the VLM per actor, judging pairs in both orders, k votes each."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from PIL import Image
@@ -11,8 +10,11 @@ from vipo_build.config import JudgeStageConfig
 from vipo_build.judge.aggregate import aggregate, to_vote
 from vipo_build.judge.rubric import judge_conversation, verdict_schema
 from vipo_build.prompts.categories import Category
-from vipo_build.records import Verdict
-from vipo_build.runtime import failpoints
+from vipo_build.judge.views import judge_view
+from vipo_build.records import Prompt, Verdict
+from vipo_build.runtime import cache, failpoints
+from vipo_build.runtime.stage import Stage
+from vipo_build.runtime.storage import Storage
 from vipo_build.runtime.vllm_engine import chat_json, start_engine
 from vipo_build.seeding import derive_seed
 
@@ -29,34 +31,71 @@ class JudgeItem:
     defect: str | None = None  # a candidate failed the size checks: dropped without asking the judge
 
 
-class Judge:
-    """Runs as a Ray actor (see runtime/pools.py)."""
+@dataclass(frozen=True)
+class JudgeWork:
+    """One unit to judge: its prompts, and the generators whose cached candidates it reads."""
 
-    def __init__(self, judge: JudgeStageConfig, seed: int):
-        self.config = judge
-        self.seed = seed
-        self.engine = start_engine(judge.engine, seed, "judge.engine", limit_mm_per_prompt={"image": 2})
+    category: Category
+    unit: int
+    prompts: list[Prompt]
+    generators: list[str]
 
-    def judge(self, category: Category, items: list[JudgeItem]) -> tuple[list[Verdict], float]:
-        """Verdicts for one unit's pairs, asked in one engine call (a fixed batch), and the seconds spent."""
-        start = time.perf_counter()
-        keys, conversations = [], []
-        for item in (i for i in items if not i.defect):
-            for order in ORDERS:
-                first, second = item.views if order == "AB" else item.views[::-1]
-                for sample in range(self.config.votes):
-                    keys.append((order, sample, derive_seed(self.seed, "judge", item.pair_id, order, sample)))
-                    conversations.append(judge_conversation(category, item.prompt, first, second))
-        schema = verdict_schema(category, self.config.reason_chars)
-        answers = chat_json(self.engine, conversations, [seed for _, _, seed in keys], schema, self.config.temperature,
+
+class JudgeStage(Stage):
+    """The VLM judge: reads a batch of units' candidates from the cache, makes its own views of
+    them, asks every vote of the batch in one engine call and caches each unit's verdicts."""
+
+    name = "judge"
+
+    def __init__(self, judge: JudgeStageConfig, seed: int, storage: Storage):
+        self.config, self.seed, self.storage, self.resources = judge, seed, storage, judge.pool
+
+    def setup(self) -> None:
+        self.engine = start_engine(self.config.engine, self.seed, "judge.engine", limit_mm_per_prompt={"image": 2})
+
+    def process(self, batch: list[JudgeWork]) -> list[list[Verdict]]:
+        units = [(work, self.items(work)) for work in batch]
+        verdicts = self.judge([(work.category, items) for work, items in units])
+        for (work, _), found in zip(units, verdicts):
+            cache.write_judged(self.storage, work.category.name, work.unit, work.prompts, found)
+            failpoints.reached("judged.written", cache.unit_name(work.category.name, work.unit))
+        return verdicts
+
+    def items(self, work: JudgeWork) -> list[JudgeItem]:
+        failpoints.reached("judge.unit", cache.unit_name(work.category.name, work.unit))
+        candidates = cache.read_candidates(self.storage, work.category.name, work.unit, work.generators)
+        by_side = {(c.prompt_id, c.side): c for c in candidates}
+        size, frames = self.config.image_size, self.config.video_frames
+        return [
+            JudgeItem(p.id, p.text, (judge_view(by_side[p.id, 0], size, frames), judge_view(by_side[p.id, 1], size, frames)),
+                      by_side[p.id, 0].defect or by_side[p.id, 1].defect)
+            for p in work.prompts
+        ]
+
+    def judge(self, units: list[tuple[Category, list[JudgeItem]]]) -> list[list[Verdict]]:
+        """Verdicts for each unit's pairs; every vote of every unit goes to the engine in one call."""
+        keys, conversations, schemas = [], [], []
+        for category, items in units:
+            schema = verdict_schema(category, self.config.reason_chars)
+            for item in (i for i in items if not i.defect):
+                for order in ORDERS:
+                    first, second = item.views if order == "AB" else item.views[::-1]
+                    for sample in range(self.config.votes):
+                        keys.append((order, sample, derive_seed(self.seed, "judge", item.pair_id, order, sample)))
+                        conversations.append(judge_conversation(category, item.prompt, first, second))
+                        schemas.append(schema)
+        answers = chat_json(self.engine, conversations, [seed for _, _, seed in keys], schemas, self.config.temperature,
                             self.config.max_tokens) if conversations else []
         per_item = 2 * self.config.votes
-        dims, rubric = category.rubric.dimension_names, category.rubric
-        verdicts, asked = [], 0
-        for item in items:
-            span = range(asked * per_item, (asked + 1) * per_item) if not item.defect else range(0)
-            asked += not item.defect
-            votes = [to_vote(answers[j], keys[j][0], keys[j][1], keys[j][2], dims) for j in span]
-            verdicts.append(aggregate(item.pair_id, votes, self.config.threshold, rubric.critical, item.defect))
-        failpoints.reached("judge.batch", category.name)
-        return verdicts, time.perf_counter() - start
+        out, asked = [], 0
+        for category, items in units:
+            dims, rubric = category.rubric.dimension_names, category.rubric
+            verdicts = []
+            for item in items:
+                span = range(asked * per_item, (asked + 1) * per_item) if not item.defect else range(0)
+                asked += not item.defect
+                votes = [to_vote(answers[j], keys[j][0], keys[j][1], keys[j][2], dims) for j in span]
+                verdicts.append(aggregate(item.pair_id, votes, self.config.threshold, rubric.critical, item.defect))
+            out.append(verdicts)
+        failpoints.reached("judge.batch", units[0][0].name)
+        return out

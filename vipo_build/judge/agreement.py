@@ -221,24 +221,82 @@ def vote_counts(verdict: Verdict) -> list[int]:
     return [usable.count(0), usable.count(1), usable.count(None)]
 
 
+class AgreementTally:
+    """judge_agreement's figures as running sums, so a run adds each verdict as it comes and keeps
+    none of them (a million verdicts would take gigabytes)."""
+
+    def __init__(self) -> None:
+        self.pairs = self.decided = self.consistent = 0
+        self.vote_share = 0.0
+        self.margins: defaultdict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # dimension -> [sum, count]
+        self.reasons: Counter = Counter()
+        self.rated = 0  # pairs with two or more usable votes: Fleiss' items
+        self.observed = 0.0  # sum of their agreement
+        self.votes = np.zeros(3)  # their votes per category
+
+    def add(self, verdict: Verdict) -> None:
+        self.pairs += 1
+        self.reasons[verdict.reason] += 1
+        if verdict.chosen_side is not None:
+            self.decided += 1
+            self.consistent += bool(verdict.order_consistent)
+            self.vote_share += verdict.vote_share
+            for dimension, margin in score_margins(verdict).items():
+                self.margins[dimension][0] += margin
+                self.margins[dimension][1] += 1
+        counts = np.array(vote_counts(verdict), dtype=float)
+        n = counts.sum()
+        if n >= 2:
+            self.rated += 1
+            self.observed += ((counts * counts).sum() - n) / (n * (n - 1))
+            self.votes += counts
+
+    @classmethod
+    def merged(cls, tallies: Iterable[AgreementTally]) -> AgreementTally:
+        total = cls()
+        for tally in tallies:
+            total.pairs += tally.pairs
+            total.decided += tally.decided
+            total.consistent += tally.consistent
+            total.vote_share += tally.vote_share
+            for dimension, (value, n) in tally.margins.items():
+                total.margins[dimension][0] += value
+                total.margins[dimension][1] += n
+            total.reasons.update(tally.reasons)
+            total.rated += tally.rated
+            total.observed += tally.observed
+            total.votes += tally.votes
+        return total
+
+    def result(self) -> JudgeAgreement:
+        funnel = {reason: self.reasons[reason] for reason in FUNNEL}
+        funnel |= {reason: n for reason, n in sorted(self.reasons.items()) if reason not in funnel}
+        return JudgeAgreement(
+            pairs=self.pairs,
+            decided=self.decided,
+            order_consistency_rate=self.consistent / self.decided if self.decided else None,
+            mean_vote_share=self.vote_share / self.decided if self.decided else None,
+            mean_margins={d: total / n for d, (total, n) in sorted(self.margins.items())},
+            fleiss_kappa=self._kappa(),
+            funnel=funnel,
+        )
+
+    def _kappa(self) -> float | None:
+        """fleiss_kappa of the pairs' vote table, from the sums."""
+        if not self.rated:
+            return None
+        shares = self.votes / self.votes.sum()
+        chance = float((shares * shares).sum())
+        if np.isclose(chance, 1.0):
+            return None
+        return float((self.observed / self.rated - chance) / (1.0 - chance))
+
+
 def judge_agreement(verdicts: Sequence[Verdict]) -> JudgeAgreement:
-    decided = [v for v in verdicts if v.chosen_side is not None]
-    margins: defaultdict[str, list[float]] = defaultdict(list)
-    for verdict in decided:
-        for dimension, margin in score_margins(verdict).items():
-            margins[dimension].append(margin)
-    reasons = Counter(v.reason for v in verdicts)
-    funnel = {reason: reasons[reason] for reason in FUNNEL}
-    funnel |= {reason: n for reason, n in sorted(reasons.items()) if reason not in funnel}
-    return JudgeAgreement(
-        pairs=len(verdicts),
-        decided=len(decided),
-        order_consistency_rate=_mean([v.order_consistent for v in decided]),
-        mean_vote_share=_mean([v.vote_share for v in decided]),
-        mean_margins={d: float(np.mean(values)) for d, values in sorted(margins.items())},
-        fleiss_kappa=fleiss_kappa(np.array([vote_counts(v) for v in verdicts], dtype=int).reshape(-1, 3)),
-        funnel=funnel,
-    )
+    tally = AgreementTally()
+    for verdict in verdicts:
+        tally.add(verdict)
+    return tally.result()
 
 
 def dataset_agreement(verdicts: Mapping[str, Sequence[Verdict]]) -> DatasetAgreement:
@@ -247,7 +305,3 @@ def dataset_agreement(verdicts: Mapping[str, Sequence[Verdict]]) -> DatasetAgree
         categories={name: judge_agreement(found) for name, found in sorted(verdicts.items())},
         overall=judge_agreement([v for found in verdicts.values() for v in found]),
     )
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if values else None

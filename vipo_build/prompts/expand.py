@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import random
-import time
-from collections import Counter
 from dataclasses import dataclass
 
 from vipo_build.config import PromptStageConfig
 from vipo_build.prompts.categories import Category
-from vipo_build.prompts.dedup import normalise
-from vipo_build.prompts.filters import PromptFilters
-from vipo_build.records import Prompt
+from vipo_build.runtime.stage import Stage
 from vipo_build.runtime.vllm_engine import chat_json, start_engine
 from vipo_build.seeding import derive_seed
 
@@ -57,78 +53,37 @@ def conversation(category: Category, subject: str) -> list[dict]:
     return [{"role": "system", "content": system}, {"role": "user", "content": f"Seed subject: {subject}\nAnswer in JSON: {ask}."}]
 
 
-class PromptExpander:
-    """Runs as a Ray actor (see runtime/pools.py)."""
+@dataclass(frozen=True)
+class ExpansionWork:
+    """One unit's expansion requests."""
+
+    category: Category
+    requests: list[ExpansionRequest]
+
+
+class ExpandStage(Stage):
+    """The prompt LLM: every request of a batch of units goes to the engine in one call."""
+
+    name = "prompts"
 
     def __init__(self, stage: PromptStageConfig, seed: int):
-        self.stage = stage
-        self.engine = start_engine(stage.engine, seed, "prompts.engine")
+        self.config, self.seed, self.resources = stage, seed, stage.pool
 
-    def expand(self, category: Category, requests: list[ExpansionRequest]) -> tuple[list[dict | None], float]:
-        start = time.perf_counter()
-        answers = chat_json(
-            self.engine,
-            [conversation(category, r.seed_subject) for r in requests],
-            [r.seed for r in requests],
-            expansion_schema(self.stage.max_chars, category.expansion.perturbation is not None),
-            self.stage.temperature,
-            self.stage.max_tokens,
-        )
-        return answers, time.perf_counter() - start
+    def setup(self) -> None:
+        self.engine = start_engine(self.config.engine, self.seed, "prompts.engine")
 
-
-def _perturbed(category: Category, answer: dict, text: str) -> tuple[str, str] | None:
-    """The edited prompt and what changed, when the answer has a usable one (different from the prompt)."""
-    edited = " ".join(str(answer.get("perturbed", "")).split())
-    if not edited or normalise(edited) == normalise(text):
-        return None
-    return edited, " ".join(str(answer.get("perturbation", "")).split())
-
-
-def accept(
-    category: Category,
-    requests: list[ExpansionRequest],
-    answers: list[dict | None],
-    filters: PromptFilters,
-    round_: int,
-    model: str,
-    drops: Counter,
-) -> list[Prompt]:
-    """Prompts of a unit that pass the filters, in request order; the filters' dedup state and `drops` are updated.
-
-    Units are accepted in unit order, so which duplicate survives never depends on scheduling.
-    """
-    usable = []
-    for request, answer in zip(requests, answers):
-        if answer is None or not isinstance(answer.get("prompt"), str):
-            drops["malformed"] += 1
-            continue
-        text = " ".join(answer["prompt"].split())
-        perturbed = _perturbed(category, answer, text) if category.expansion.perturbation else None
-        if category.expansion.perturbation and perturbed is None:
-            drops["no_perturbation"] += 1
-            continue
-        usable.append((request, answer, text, perturbed or (None, None)))
-    keep = filters.filter([text for _, _, text, _ in usable], drops)
-    kept = []
-    for (request, answer, text, (perturbed_text, perturbation)), passed in zip(usable, keep):
-        if not passed:
-            continue
-        constraints = [c for c in answer.get("constraints", []) if isinstance(c, str)]
-        kept.append(
-            Prompt(
-                id=f"{category.name}-u{request.unit:06d}-p{request.index:03d}",
-                category=category.name,
-                modality=category.modality,
-                unit=request.unit,
-                index=request.index,
-                round=round_,
-                seed_subject=request.seed_subject,
-                text=text,
-                constraints=constraints,
-                perturbed_text=perturbed_text,
-                perturbation=perturbation,
-                expansion_model=model,
-            )
-        )
-    return kept
+    def process(self, batch: list[ExpansionWork]) -> list[list[dict | None]]:
+        """Each unit's answers (None where one is not valid JSON), in request order."""
+        conversations, seeds, schemas = [], [], []
+        for work in batch:
+            schema = expansion_schema(self.config.max_chars, work.category.expansion.perturbation is not None)
+            for r in work.requests:
+                conversations.append(conversation(work.category, r.seed_subject))
+                seeds.append(r.seed)
+                schemas.append(schema)
+        answers = chat_json(self.engine, conversations, seeds, schemas, self.config.temperature, self.config.max_tokens)
+        out, start = [], 0
+        for work in batch:
+            out.append(answers[start : start + len(work.requests)])
+            start += len(work.requests)
+        return out

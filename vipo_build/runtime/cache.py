@@ -1,8 +1,11 @@
 """What a run keeps under OUT/ so a resume never expands, generates or judges the same thing twice.
 
-    prompts/part-{category}-r{round}.parquet     prompts of one expansion round
-    cache/{category}/u{unit}.candidates.parquet  encoded candidates of one work unit
-    cache/{category}/u{unit}.judged.json         the unit's prompts and verdicts
+    prompts/part-{category}-r{round}.parquet             prompts of one expansion round
+    cache/{category}/u{unit}.{generator}.candidates.parquet  one generator's encoded candidates of a unit
+    cache/{category}/u{unit}.judged.json                 the unit's prompts and verdicts
+    failed/{category}/u{unit}.json                       why a stage gave up on a unit (until it is retried)
+
+A resume lists each folder once and knows from the names what is done.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from vipo_build.records import Candidate, Prompt, Verdict
 from vipo_build.runtime.storage import Storage
 
 PROMPTS_DIR = "prompts"
+FAILED_DIR = "failed"
 
 
 def prompt_part(category: str, round_: int) -> str:
@@ -30,8 +35,8 @@ def unit_name(category: str, unit: int) -> str:
     return f"{category}/u{unit:06d}"
 
 
-def candidates_path(category: str, unit: int) -> str:
-    return f"{category_dir(category)}/u{unit:06d}.candidates.parquet"
+def candidates_path(category: str, unit: int, generator: str) -> str:
+    return f"{category_dir(category)}/u{unit:06d}.{generator}.candidates.parquet"
 
 
 def judged_path(category: str, unit: int) -> str:
@@ -60,14 +65,34 @@ def read_prompts(storage: Storage, category: str, round_: int) -> tuple[list[Pro
     return [Prompt(**row) for row in table.to_pylist()], json.loads(meta[b"units"]), json.loads(meta[b"drops"])
 
 
-def write_candidates(storage: Storage, category: str, unit: int, candidates: list[Candidate]) -> None:
-    storage.write_table(candidates_path(category, unit), pa.Table.from_pylist([c.model_dump() for c in candidates]))
+def write_candidates(storage: Storage, category: str, unit: int, generator: str, candidates: list[Candidate]) -> None:
+    storage.write_table(candidates_path(category, unit, generator), pa.Table.from_pylist([c.model_dump() for c in candidates]))
 
 
-def read_candidates(storage: Storage, category: str, unit: int) -> list[Candidate] | None:
-    if not storage.exists(candidates_path(category, unit)):
-        return None
-    return [Candidate(**row) for row in storage.read_table(candidates_path(category, unit)).to_pylist()]
+def read_candidates(storage: Storage, category: str, unit: int, generators: list[str]) -> list[Candidate]:
+    """A unit's candidates from the parts of these generators."""
+    parts = storage.read_many([candidates_path(category, unit, g) for g in generators])
+    return [Candidate(**row) for g in generators for row in pq.read_table(pa.BufferReader(parts[candidates_path(category, unit, g)])).to_pylist()]
+
+
+def listing(storage: Storage, category: str) -> set[str]:
+    """Names of the files in a category's cache folder, listed once."""
+    return set(storage.list(category_dir(category)))
+
+
+def failure_path(category: str, unit: int) -> str:
+    return f"{FAILED_DIR}/{category}/u{unit:06d}.json"
+
+
+def write_failure(storage: Storage, category: str, unit: int, record: dict) -> None:
+    storage.write_bytes(failure_path(category, unit), json.dumps(record, sort_keys=True).encode())
+
+
+def read_failures(storage: Storage, category: str) -> dict[int, dict]:
+    """The units of a category recorded as failed, with their records."""
+    names = storage.list(f"{FAILED_DIR}/{category}", ".json")
+    found = storage.read_many([f"{FAILED_DIR}/{category}/{n}" for n in names])
+    return {int(rel.rsplit("/u", 1)[1].removesuffix(".json")): json.loads(data) for rel, data in found.items()}
 
 
 def write_judged(storage: Storage, category: str, unit: int, prompts: list[Prompt], verdicts: list[Verdict]) -> None:
@@ -78,5 +103,9 @@ def write_judged(storage: Storage, category: str, unit: int, prompts: list[Promp
 def read_judged(storage: Storage, category: str, unit: int) -> tuple[list[Prompt], list[Verdict]] | None:
     if not storage.exists(judged_path(category, unit)):
         return None
-    data = json.loads(storage.read_bytes(judged_path(category, unit)))
-    return [Prompt(**p) for p in data["prompts"]], [Verdict(**v) for v in data["verdicts"]]
+    return parse_judged(storage.read_bytes(judged_path(category, unit)))
+
+
+def parse_judged(data: bytes) -> tuple[list[Prompt], list[Verdict]]:
+    found = json.loads(data)
+    return [Prompt(**p) for p in found["prompts"]], [Verdict(**v) for v in found["verdicts"]]

@@ -9,6 +9,8 @@ Normal runs never set the variables below and `reached` returns at once. Tests s
                                     Ray restarts it and retries its task
     VIPO_FAILPOINT_KILL_ENGINE=NAME:N  on the N-th NAME, SIGKILL the vLLM engine processes under the
                                     process that reached it: its next engine call fails
+    VIPO_FAILPOINT_RAISE=NAME@DETAIL   raise at every NAME reached with that DETAIL (a unit a
+                                    stage always fails on)
     VIPO_FAILPOINT_SPARE=PREFIX     the session kill leaves processes whose name starts with PREFIX
                                     alive, as if they were outside the session: they must die on
                                     their own (an engine with its actor)
@@ -30,12 +32,19 @@ JOURNAL = "VIPO_FAILPOINT_JOURNAL"
 KILL = "VIPO_FAILPOINT_KILL"
 KILL_ACTOR = "VIPO_FAILPOINT_KILL_ACTOR"
 KILL_ENGINE = "VIPO_FAILPOINT_KILL_ENGINE"
+RAISE = "VIPO_FAILPOINT_RAISE"
 SPARE = "VIPO_FAILPOINT_SPARE"
-ENV_VARS = (JOURNAL, KILL, KILL_ACTOR, KILL_ENGINE, SPARE)
+ENV_VARS = (JOURNAL, KILL, KILL_ACTOR, KILL_ENGINE, RAISE, SPARE)
+
+
+class FailpointError(RuntimeError):
+    """Raised where VIPO_FAILPOINT_RAISE says."""
 ENGINE_PROCESS_PREFIX = "VLLM::"  # vLLM names its engine core and model worker processes so
 
 
 def reached(name: str, detail: str = "") -> None:
+    if f"{name}@{detail}" in os.environ.get(RAISE, "").split(","):
+        raise FailpointError(f"failpoint {name} at {detail}")
     journal = os.environ.get(JOURNAL)
     if not journal:
         return

@@ -77,6 +77,9 @@ class Storage:
             self.fs.makedirs(posixpath.dirname(self.path(to)), exist_ok=True)
         self.fs.mv(self.path(rel), self.path(to))
 
+    def remove(self, rel: str) -> None:
+        self.fs.rm(self.path(rel))
+
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Names (not paths) of the files in a folder that end with suffix; [] when it does not exist."""
         return [n for n in self.sizes(rel_dir) if n.endswith(suffix)]

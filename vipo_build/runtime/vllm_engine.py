@@ -99,16 +99,27 @@ def chat_json(
     engine: LocalEngine | endpoint.EndpointClient,
     conversations: list[list[dict]],
     seeds: list[int],
-    schema: dict,
+    schema: dict | list[dict],
     temperature: float,
     max_tokens: int,
 ) -> list[dict | None]:
-    """One answer per conversation, constrained to `schema`; None where the answer is not valid JSON.
+    """One answer per conversation, constrained to `schema` (one for all, or one per conversation);
+    None where the answer is not valid JSON. All of them go to the engine at once.
 
     Each request has its own seed: the same seed gives the same answer, so k votes need k seeds.
     """
+    schemas = schema if isinstance(schema, list) else [schema] * len(conversations)
     if isinstance(engine, endpoint.EndpointClient):
-        return endpoint.chat_json(engine, conversations, seeds, schema, temperature, max_tokens)
+        answers: list[dict | None] = [None] * len(conversations)
+        groups: dict[str, list[int]] = {}
+        for i, one in enumerate(schemas):
+            groups.setdefault(json.dumps(one, sort_keys=True), []).append(i)
+        for indices in groups.values():
+            found = endpoint.chat_json(engine, [conversations[i] for i in indices], [seeds[i] for i in indices],
+                                       schemas[indices[0]], temperature, max_tokens)
+            for i, answer in zip(indices, found):
+                answers[i] = answer
+        return answers
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
@@ -117,9 +128,9 @@ def chat_json(
             temperature=temperature,
             max_tokens=max_tokens,
             seed=seed,
-            structured_outputs=StructuredOutputsParams(json=schema),
+            structured_outputs=StructuredOutputsParams(json=one),
         )
-        for seed in seeds
+        for seed, one in zip(seeds, schemas)
     ]
     outputs = engine.chat(conversations, params)
     return [_parse(out.outputs[0].text) for out in outputs]

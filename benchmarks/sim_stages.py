@@ -1,0 +1,136 @@
+"""SIMULATION ONLY: timed stand-ins for the prompt LLM, the generators and the judge, for
+bench_cluster_sim.py. Never part of the product, never used by a test of a library.
+
+Each simulated stage sleeps what its model would take on an H100 (from COSTS, compressed by
+`scale` real seconds per simulated second) and returns small real data: seeded prompt texts that
+pass the real filters, 8x8 JPEG candidates written to the real cache, verdicts aggregated by the
+real judge code from seeded votes. Everything around them is the product: driver, scheduler,
+filters, storage, shard writer.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from vipo_build.config import GeneratorConfig, ImageOutputConfig, JudgeStageConfig, PromptStageConfig
+from vipo_build.generate.actor import GenerationWork, encode_candidate
+from vipo_build.judge.actor import ORDERS, JudgeWork
+from vipo_build.judge.aggregate import aggregate, to_vote
+from vipo_build.prompts.expand import ExpansionWork
+from vipo_build.records import Verdict
+from vipo_build.runtime import cache
+from vipo_build.runtime.stage import Stage
+from vipo_build.runtime.storage import Storage
+from vipo_build.seeding import derive_seed
+
+
+@dataclass(frozen=True)
+class EngineCost:
+    """A vLLM engine: a call of n requests takes latency + n / rate simulated seconds, so a
+    starved engine (small calls) serves far fewer requests per second than a full one."""
+
+    latency_s: float
+    rate_per_s: float
+
+    def seconds(self, requests: int) -> float:
+        return self.latency_s + requests / self.rate_per_s if requests else 0.0
+
+
+# H100 seconds per 1024 px candidate at the steps of image_1m.yaml (FLOP-based estimates), and the
+# engines of its prompt LLM (Qwen2.5-32B, TP 2, ~300 answer tokens) and judge (Qwen2.5-VL-72B,
+# TP 4, two 1024 px images per request).
+GENERATOR_SECONDS = {"flux1-dev": 12.0, "flux2-dev": 30.0, "qwen-image": 46.0, "hidream-i1": 35.0,
+                     "sd35-large": 8.0, "sana15": 2.0, "pixart-sigma": 1.0}
+PROMPT_ENGINE = EngineCost(latency_s=15.0, rate_per_s=10.0)
+JUDGE_ENGINE = EngineCost(latency_s=12.0, rate_per_s=4.0)
+KEEP_SIDE_P = 0.85  # chance a simulated vote picks the pair's seeded better side
+
+WORDS = [f"{a}{b}" for a in ("red", "blue", "old", "tall", "soft", "bright", "quiet", "wild", "tiny", "vast")
+         for b in ("fox", "lake", "tower", "garden", "street", "violin", "harbor", "forest", "market", "bridge",
+                   "lantern", "meadow", "castle", "river", "canyon", "orchard", "glacier", "studio", "temple", "desert")]
+
+
+def sleep(scale: float, seconds: float) -> None:
+    time.sleep(scale * seconds)
+
+
+class SimulatedExpand(Stage):
+    name = "prompts"
+
+    def __init__(self, config: PromptStageConfig, seed: int, scale: float):
+        self.config, self.seed, self.scale, self.resources = config, seed, scale, config.pool
+
+    def process(self, batch: list[ExpansionWork]) -> list[list[dict]]:
+        sleep(self.scale, PROMPT_ENGINE.seconds(sum(len(w.requests) for w in batch)))
+        out = []
+        for work in batch:
+            answers = []
+            for r in work.requests:
+                rng = random.Random(r.seed)
+                text = r.seed_subject
+                while len(text) < 0.6 * self.config.max_chars:  # long enough for the lint, short enough for max_chars
+                    text += " " + rng.choice(WORDS)
+                answer = {"prompt": text, "constraints": [rng.choice(WORDS)]}
+                if work.category.expansion.perturbation:
+                    answer |= {"perturbed": text + " " + rng.choice(WORDS), "perturbation": "one more word"}
+                answers.append(answer)
+            out.append(answers)
+        return out
+
+
+class SimulatedGenerate(Stage):
+    def __init__(self, generator: GeneratorConfig, image: ImageOutputConfig, storage: Storage, scale: float):
+        self.config, self.image, self.storage, self.scale = generator, image, storage, scale
+        self.name, self.resources = f"generate:{generator.name}", generator.pool
+        self.seconds = GENERATOR_SECONDS[generator.name]
+
+    def process(self, batch: list[GenerationWork]) -> list[int]:
+        out = []
+        for work in batch:
+            sleep(self.scale, self.seconds * len(work.specs))
+            # small real media, at the asked size in the spec so no size defect is found
+            candidates = []
+            for spec in work.specs:
+                shade = spec.seed % 256
+                candidates.append(encode_candidate(spec.model_copy(update={"width": 8, "height": 8}),
+                                                   np.full((8, 8, 3), shade, dtype=np.uint8), self.image))
+            cache.write_candidates(self.storage, work.category, work.unit, self.config.name, candidates)
+            out.append(len(candidates))
+        return out
+
+
+class SimulatedJudge(Stage):
+    name = "judge"
+
+    def __init__(self, config: JudgeStageConfig, seed: int, storage: Storage, scale: float):
+        self.config, self.seed, self.storage, self.scale, self.resources = config, seed, storage, scale, config.pool
+
+    def process(self, batch: list[JudgeWork]) -> list[list[Verdict]]:
+        for work in batch:  # read what the real judge reads
+            cache.read_candidates(self.storage, work.category.name, work.unit, work.generators)
+        requests = sum(len(w.prompts) for w in batch) * 2 * self.config.votes
+        sleep(self.scale, JUDGE_ENGINE.seconds(requests))
+        out = []
+        for work in batch:
+            dims = work.category.rubric.dimension_names
+            verdicts = []
+            for prompt in work.prompts:
+                better = random.Random(derive_seed(self.seed, "better", prompt.id)).randrange(2)
+                votes = []
+                for order in ORDERS:
+                    for sample in range(self.config.votes):
+                        seed = derive_seed(self.seed, "judge", prompt.id, order, sample)
+                        side = better if random.Random(seed).random() < KEEP_SIDE_P else 1 - better
+                        shown_first = side == (0 if order == "AB" else 1)
+                        answer = {"winner": "A" if shown_first else "B",
+                                  "scores_a": {d: 4 if shown_first else 2 for d in dims},
+                                  "scores_b": {d: 2 if shown_first else 4 for d in dims}}
+                        votes.append(to_vote(answer, order, sample, seed, dims))
+                verdicts.append(aggregate(prompt.id, votes, self.config.threshold, work.category.rubric.critical))
+            cache.write_judged(self.storage, work.category.name, work.unit, work.prompts, verdicts)
+            out.append(verdicts)
+        return out

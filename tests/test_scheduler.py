@@ -1,0 +1,213 @@
+"""The scheduler and the streaming driver on local Ray, with light stages (no vLLM, no diffusers)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from ray import cloudpickle
+from rich.console import Console
+
+from tests.conftest import tiny_config
+from vipo_build.config import PipelineConfig, PoolConfig, RayConfig
+from vipo_build.errors import VipoError
+from vipo_build.preflight import Cluster, check
+from vipo_build.runtime.scheduler import Scheduler, describe_failure, start_ray
+from vipo_build.runtime.stage import Stage
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import sim_stages  # noqa: E402  the driver test streams real units through the benchmark's simulated stages
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import test modules
+cloudpickle.register_pickle_by_value(sim_stages)
+
+
+class Echo(Stage):
+    """Returns its work; notes (start, end, batch) of each call in `log` (a Ray actor)."""
+
+    def __init__(self, name: str, pool: PoolConfig, log=None, seconds: float = 0.0, fail_on: frozenset = frozenset()):
+        self.name, self.resources, self.log, self.seconds, self.fail_on = name, pool, log, seconds, fail_on
+
+    def process(self, batch: list) -> list:
+        start = time.time()
+        if self.fail_on & set(batch):
+            raise ValueError(f"no good: {sorted(self.fail_on & set(batch))}\nsecond line")
+        time.sleep(self.seconds)
+        if self.log is not None:
+            ray.get(self.log.note.remote(start, time.time(), batch))
+        return batch
+
+
+class CannotStart(Stage):
+    """Its set-up raises, as an engine does when its config cannot run here."""
+
+    name = "judge"
+
+    def __init__(self):
+        self.resources = PoolConfig(num_cpus=0.25, max_restarts=0, retries=1)
+
+    def setup(self) -> None:
+        raise VipoError("judge.engine: set max_model_len: a CPU engine sizes its token budget from it")
+
+
+@ray.remote(num_cpus=0)
+class Log:
+    def __init__(self):
+        self.calls = []
+
+    def note(self, start, end, batch):
+        self.calls.append((start, end, batch))
+
+    def get(self):
+        return self.calls
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    start_ray(RayConfig(num_cpus=4, object_store_mb=200))
+    yield
+    ray.shutdown()
+
+
+def run_all(stage: Stage, work: list, priorities: list | None = None) -> tuple[list, list, Scheduler]:
+    results, failures = [], []
+    scheduler = Scheduler(warn=lambda line: None)
+    scheduler.add(stage, lambda task, result: results.append(result), lambda task, failure: failures.append(failure))
+    for i, item in enumerate(work):
+        scheduler.submit(stage.name, f"aesthetics/u{item:06d}", item, priorities[i] if priorities else (i,))
+    scheduler.run()
+    scheduler.shutdown()
+    return results, failures, scheduler
+
+
+def test_work_goes_out_in_priority_order_in_calls_of_units_per_call(local_ray):
+    log = Log.remote()
+    pool = PoolConfig(actors=1, num_cpus=0.25, units_per_call=3, calls_in_flight=1)
+    work = list(range(10))
+    results, failures, _ = run_all(Echo("generate:a", pool, log), work, priorities=[(-i,) for i in work])
+    assert results == list(range(9, -1, -1)) and failures == []
+    assert [batch for _, _, batch in ray.get(log.get.remote())] == [[9, 8, 7], [6, 5, 4], [3, 2, 1], [0]]
+
+
+def test_calls_in_flight_are_bounded_per_actor(local_ray):
+    log = Log.remote()
+    pool = PoolConfig(actors=2, num_cpus=0.25, calls_in_flight=2)
+    scheduler = Scheduler(warn=lambda line: None)
+    scheduler.add(Echo("judge", pool, log, seconds=0.05), lambda task, result: None)
+    for i in range(12):
+        scheduler.submit("judge", f"aesthetics/u{i:06d}", i, (i,))
+    scheduler.dispatch()
+    assert len(scheduler.calls) == 4  # two actors, two calls each; the rest waits in the queue
+    while scheduler.step():
+        assert len(scheduler.calls) <= 4 and scheduler.pools["judge"].in_flight() <= 4
+    scheduler.shutdown()
+    calls = ray.get(log.get.remote())
+    assert len(calls) == 12
+    # each actor runs one call at a time: when any call starts, at most two are running
+    assert max(sum(s <= start < e for s, e, _ in calls) for start, _, _ in calls) <= 2
+
+
+@pytest.mark.parametrize("stage, cause", [
+    (Echo("judge", PoolConfig(num_cpus=0.25, retries=2), fail_on=frozenset({3})), "ValueError: no good: [3]"),
+    (CannotStart(), "VipoError: judge.engine: set max_model_len: a CPU engine sizes its token budget from it"),
+])
+def test_a_unit_that_keeps_failing_is_given_up_after_its_retries_and_the_rest_is_done(local_ray, stage, cause):
+    results, failures, _ = run_all(stage, [1, 2, 3, 4])
+    assert sorted(f.unit for f in failures) == (["aesthetics/u000003"] if isinstance(stage, Echo) else
+                                          [f"aesthetics/u{i:06d}" for i in (1, 2, 3, 4)])
+    failure = failures[0]
+    assert failure.attempts == stage.resources.retries + 1
+    assert failure.line() == f"judge failed on unit {failure.unit} after {failure.attempts} attempts: {cause}"
+    assert "\n" not in failure.line()
+    if isinstance(stage, Echo):
+        assert sorted(results) == [1, 2, 4]
+
+
+def test_a_call_past_its_timeout_is_retried_on_a_fresh_actor_then_given_up(local_ray):
+    pool = PoolConfig(num_cpus=0.25, retries=1, call_timeout_s=1.0)
+    started = time.monotonic()
+    results, failures, _ = run_all(Echo("judge", pool, seconds=30), [7])
+    assert results == [] and [f.line() for f in failures] == ["judge failed on unit aesthetics/u000007 after 2 attempts: "
+                                                               "timed out after 1 s"]
+    assert time.monotonic() - started < 20
+
+
+def test_a_stage_error_is_passed_on_as_it_is(local_ray):
+    @ray.remote
+    def stage() -> None:
+        raise VipoError("engine /models/vlm: RuntimeError: CPU Generator does not use offset (log: /tmp/w.out)")
+
+    with pytest.raises(ray.exceptions.RayError) as failed:
+        ray.get(stage.remote())
+    assert describe_failure(failed.value) == "engine /models/vlm: RuntimeError: CPU Generator does not use offset (log: /tmp/w.out)"
+
+
+def test_preflight_refuses_pools_that_cannot_all_run_at_once():
+    raw = tiny_config(output="/tmp/unused")
+    raw["judge"]["pool"] = {"actors": 2, "num_gpus": 4, "num_cpus": 1}
+    raw["judge"]["engine"]["tensor_parallel_size"] = 8
+    with pytest.raises(VipoError) as refused:
+        check(PipelineConfig.model_validate(raw), Cluster(gpus=4, cpus=64))
+    assert str(refused.value) == (
+        "this config cannot run on this cluster: judge: engine.tensor_parallel_size 8 spans more GPUs than pool.num_gpus 4; "
+        "the pools ask for 8 GPUs at once (judge 8) but the cluster has 4: 4 short")
+
+
+def simulated_run(tmp_path: Path, **ray_overrides):
+    """The product's driver, filters, storage and shard writer; simulated model stages (1 simulated s = 1 ms)."""
+    from vipo_build.prompts.accept import FilterStage
+    from vipo_build.run import Run, Stages
+    from vipo_build.runtime.storage import Storage
+    from vipo_build.shards.plan import ShardPlan
+    from vipo_build.shards.stage import WriteShardStage
+
+    raw = tiny_config(output=str(tmp_path / "out"))
+    raw["categories"] = {"aesthetics": {"pairs": 40}, "composition": {"pairs": 40}}
+    raw["prompts"]["overgen"] = 1.0  # round 0 falls short: a second round is needed
+    raw["generate"]["generators"] = [{**g, "name": n} for g, n in zip(raw["generate"]["generators"][:2], ("sd35-large", "sana15"))]
+    raw["generate"]["unit_size"] = 4
+    raw["shards"]["pairs_per_shard"] = 10
+    raw["ray"] |= ray_overrides
+    config = PipelineConfig.model_validate(raw)
+    storage = Storage(config.output)
+    plan = ShardPlan(config.shards.name, config.quotas(), config.shards.pairs_per_shard)
+    scale = 0.001
+    stages = Stages(
+        prompts=sim_stages.SimulatedExpand(config.prompts, config.seed, scale),
+        filter=FilterStage(config.prompts, list(config.categories)),
+        generators={g.name: sim_stages.SimulatedGenerate(g, config.generate.image, storage, scale) for g in config.generate.generators},
+        judge=sim_stages.SimulatedJudge(config.judge, config.seed, storage, scale),
+        shards=WriteShardStage(config, storage),
+    )
+    events = []
+
+    class Noting(Run):
+        def generated(self, task, count):
+            events.append(("generated", task.work.category, task.work.unit, self.states[task.work.category].round_of(task.work.unit)))
+            super().generated(task, count)
+
+        def judged_unit(self, task, verdicts):
+            events.append(("judged", task.work.category.name, task.work.unit, self.states[task.work.category.name].round_of(task.work.unit)))
+            super().judged_unit(task, verdicts)
+
+    run = Noting(config, plan, storage, {}, Console(quiet=True), stages=stages)
+    return run, run.execute(), events
+
+
+def test_streaming_run_has_no_round_barrier_and_its_shards_do_not_depend_on_the_window(local_ray, tmp_path):
+    run, result, events = simulated_run(tmp_path / "a", max_units_in_flight=6)
+    assert result["shards"]["committed"] == run.plan.num_shards == 8
+    assert all(c["rounds"] >= 2 for c in result["categories"].values())
+    # a unit of the second round is generated before the last unit of the first is judged
+    first_round_judged = [i for i, e in enumerate(events) if e[0] == "judged" and e[3] == 0]
+    second_round_generated = [i for i, e in enumerate(events) if e[0] == "generated" and e[3] == 1]
+    assert min(second_round_generated) < max(first_round_judged)
+    # never more units admitted than the window
+    assert max(run.scheduler.pools[p].stats()["peak_queued"] for p in run.scheduler.pools) <= 6
+    other, _, _ = simulated_run(tmp_path / "b", max_units_in_flight=2)
+    for name in (f"{run.plan.shard_name(s)}.{ext}" for s in range(run.plan.num_shards) for ext in ("tar", "parquet", "json")):
+        assert (tmp_path / "a/out/shards" / name).read_bytes() == (tmp_path / "b/out/shards" / name).read_bytes()
