@@ -1,10 +1,10 @@
 """Generation stage throughput against a bare diffusers loop over the same prompts (goal: >= 0.97).
 
-The stage is what `vipo-build run` does per work unit: the project's Generator
+The stage is what `vipo-build run` does per work unit: the project's GenerateStage
 (vipo_build/generate/actor.py) turns a unit of candidate specs into uint8 pixels (one pipeline
-call per batch, one torch.Generator per candidate), then tasks.encode_candidates encodes them
-(JPEG). With --ray the Generator runs as a one-actor pool (runtime/pools.py) and encoding as Ray
-tasks, as in a run. The bare loop is `pipe(prompt=batch, generator=[...], output_type="np")` with
+call per batch, one torch.Generator per candidate), encodes them (JPEG) and writes the unit's
+candidates to the cache (a local temporary root here). With --ray the stage runs as a one-actor
+pool of the run's scheduler (runtime/scheduler.py), as in a run. The bare loop is `pipe(prompt=batch, generator=[...], output_type="np")` with
 the same model, prompts, seeds, size, steps, guidance and batch size, its float pixels left as
 they are. Both run in this process, alternating, after a warm-up; the best of --repeats counts.
 Prints images/s (and images/GPU-hour on a GPU) of both and their ratio.
@@ -27,6 +27,7 @@ transformers, pillow, ray); images/GPU-hour is 3600 x images/s of the stage.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,11 +35,11 @@ from pathlib import Path
 import torch
 from diffusers import FluxPipeline
 
-from vipo_build.config import GeneratorConfig, ImageOutputConfig, PipelineConfig, PoolConfig, RayConfig, load_config
-from vipo_build.generate.actor import Generator
+from vipo_build.config import GeneratorConfig, ImageOutputConfig, PoolConfig, RayConfig
+from vipo_build.generate.actor import GenerateStage, GenerationWork
 from vipo_build.models.tiny import _clip_tokenizer, _t5_tokenizer, make_tiny_models
 from vipo_build.records import CandidateSpec
-from vipo_build.tasks import encode_candidates
+from vipo_build.runtime.storage import Storage
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDANCE = 3.5  # FLUX.1-dev's default (embedded guidance)
@@ -97,12 +98,11 @@ def full_size_flux(device: str) -> FluxPipeline:
     return pipeline
 
 
-def generator_around(config: GeneratorConfig, pipeline: FluxPipeline) -> Generator:
-    """The project's Generator with an in-memory pipeline: full-size random weights (34 GB) are
+def generator_around(stage: GenerateStage, pipeline: FluxPipeline) -> GenerateStage:
+    """The project's stage with an in-memory pipeline: full-size random weights (34 GB) are
     never saved, so its from_pretrained has nothing to load."""
-    generator = Generator.__new__(Generator)
-    generator.config, generator.device, generator.pipeline = config, pipeline.device.type, pipeline
-    return generator
+    stage.device, stage.pipeline = pipeline.device.type, pipeline
+    return stage
 
 
 def bare_loop(pipeline: FluxPipeline, prompts: list[str], seeds: list[int], args: argparse.Namespace) -> None:
@@ -119,44 +119,32 @@ def bare_loop(pipeline: FluxPipeline, prompts: list[str], seeds: list[int], args
         )
 
 
-def stage_direct(generator: Generator, config: PipelineConfig, specs: list[CandidateSpec], prompts: list[str], unit: int) -> None:
-    """Unit by unit, as a run calls it: generate, then encode."""
-    for lo in range(0, len(specs), unit):
-        pixels, _ = generator.generate(specs[lo : lo + unit], prompts[lo : lo + unit])
-        encode_candidates(config, specs[lo : lo + unit], pixels)
+def units_of(specs: list[CandidateSpec], prompts: list[str], unit: int) -> list[GenerationWork]:
+    return [GenerationWork("bench", lo // unit, specs[lo : lo + unit], prompts[lo : lo + unit]) for lo in range(0, len(specs), unit)]
 
 
-def stage_ray(config: PipelineConfig, generator: GeneratorConfig, threads: int) -> Callable[[list[CandidateSpec], list[str], int], None]:
-    """A one-actor Generator pool and Ray encode tasks, driven by the run's event loop."""
-    import ray
+def stage_direct(generator: GenerateStage, specs: list[CandidateSpec], prompts: list[str], unit: int) -> None:
+    """Unit by unit, as a run calls it: generate, encode, cache."""
+    for work in units_of(specs, prompts, unit):
+        generator.process([work])
 
-    from vipo_build.runtime.pools import ActorPool, EventLoop, start_ray
 
-    start_ray(RayConfig(num_cpus=threads + 1, object_store_mb=512))  # the actor's threads plus an encoder
-    loop = EventLoop()
-    pool = ActorPool("generate", Generator, (generator,), PoolConfig(actors=1, num_cpus=threads), loop)
-    encode = ray.remote(num_cpus=1)(encode_candidates)
+def stage_ray(config: GeneratorConfig, image: ImageOutputConfig, storage: Storage,
+              threads: int) -> Callable[[list[CandidateSpec], list[str], int], None]:
+    """A one-actor pool of the run's scheduler; the actor loads its own pipeline."""
+    from vipo_build.runtime.scheduler import Scheduler, start_ray
+
+    start_ray(RayConfig(num_cpus=threads, object_store_mb=512))
+    generator = GenerateStage(config.model_copy(update={"pool": PoolConfig(actors=1, num_cpus=threads)}), image, storage)
+    scheduler = Scheduler(warn=print)
+    scheduler.add(generator, lambda task, result: None)
 
     def run(specs: list[CandidateSpec], prompts: list[str], unit: int) -> None:
-        encoded: list = []
-        for lo in range(0, len(specs), unit):
-            batch = specs[lo : lo + unit]
-
-            def done(pixels, batch=batch) -> None:
-                encoded.append(encode.remote(config, batch, pixels))
-
-            pool.submit("generate", (batch, prompts[lo : lo + unit]), done, items=len(batch), unit=f"batch {lo // unit}")
-        loop.run()
-        ray.get(encoded)
+        for work in units_of(specs, prompts, unit):
+            scheduler.submit(generator.name, f"bench/u{work.unit:06d}", work, (work.unit,))
+        scheduler.run()
 
     return run
-
-
-def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
-    """pipelines/tiny.yaml with the benchmark's image settings: encode_candidates reads them."""
-    config, _ = load_config(REPO / "pipelines" / "tiny.yaml")
-    config.generate.image = ImageOutputConfig(width=args.size, height=args.size, format="jpg", quality=95)
-    return config
 
 
 def parse_args() -> argparse.Namespace:
@@ -185,7 +173,8 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = pipeline_config(args)
+    image = ImageOutputConfig(width=args.size, height=args.size, format="jpg", quality=95)
+    storage = Storage(tempfile.mkdtemp(prefix="vipo-bench-generate-"))
     prompts = make_prompts(args.images)
     seeds = [1000 + i for i in range(args.images)]
 
@@ -198,7 +187,11 @@ def main() -> None:
         bare.set_progress_bar_config(disable=True)
     generator_config = GeneratorConfig(name="flux", model=model, modality="image", steps=args.steps,
                                        guidance=GUIDANCE, dtype=dtype, batch_size=args.batch_size)
-    generator = generator_around(generator_config, bare) if args.full_size else Generator(generator_config)
+    generator = GenerateStage(generator_config, image, storage)
+    if args.full_size:
+        generator_around(generator, bare)
+    else:
+        generator.setup()
     if args.compile:  # in place, so the Generator's pipeline (the same object at full size) runs compiled too
         for transformer in {id(p.transformer): p.transformer for p in (bare, generator.pipeline)}.values():
             transformer.compile()
@@ -207,16 +200,16 @@ def main() -> None:
 
     runs: dict[str, Callable[[], None]] = {
         "bare": lambda: bare_loop(bare, prompts, seeds, args),
-        "stage": lambda: stage_direct(generator, config, specs, prompts, args.unit),
+        "stage": lambda: stage_direct(generator, specs, prompts, args.unit),
     }
     if args.ray:
-        ray_run = stage_ray(config, generator_config, args.threads)
+        ray_run = stage_ray(generator_config, image, storage, args.threads)
         runs["stage+ray"] = lambda: ray_run(specs, prompts, args.unit)
 
     # Warm-up: a unit each (compilation, allocator, lazy imports); compiled runs need two batches.
     warm = 2 * args.batch_size if args.compile else args.batch_size
     bare_loop(bare, prompts[:warm], seeds[:warm], args)
-    stage_direct(generator, config, specs[:warm], prompts[:warm], args.unit)
+    stage_direct(generator, specs[:warm], prompts[:warm], args.unit)
     if args.ray:
         ray_run(specs[:warm], prompts[:warm], args.unit)
 

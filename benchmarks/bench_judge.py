@@ -1,15 +1,19 @@
-"""Judge stage verdicts/s against a bare `LLM.chat` over the same requests, in the same process.
+"""Judge stage verdicts/s against what a user's own script would do: one bare `LLM.chat` of every request.
 
-Both use the same loaded vLLM engine (the Judge's), the same conversations, seeds and JSON
-schema; the stage also builds the conversations, parses the answers and aggregates votes into
-verdicts. Prints verdicts/s of both and the ratio (goal >= 0.95). On CPU with the tiny VLM:
+The baseline sends all requests (both presentation orders, alternating, k votes each) in one call;
+the stage gets the same pairs as the run's pool sends them, `--units-per-call` units of `--unit`
+pairs per call (the default puts them all in one call, as `judge.pool.units_per_call` can). Both use
+the same loaded engine (the stage's), conversations, seeds and schema, and the prefix cache is
+reset before each timed pass, so neither reuses the other's prefixes. The stage also builds the
+conversations, parses the answers and aggregates votes. Prints verdicts/s of both and the ratio
+(goal >= 0.95). On CPU with the tiny VLM:
 
-    .venv/bin/python benchmarks/bench_judge.py [--pairs 64] [--unit 16]
+    .venv/bin/python benchmarks/bench_judge.py [--pairs 64] [--unit 16] [--units-per-call 4]
 
 On a GPU machine, a 7B-class VLM architecture with random weights (no download needed when the
 config is local; `load_format: dummy`), 1024 px views:
 
-    python benchmarks/bench_judge.py --model Qwen/Qwen2.5-VL-7B-Instruct --dummy --image-size 1024 --pairs 512 --unit 64
+    python benchmarks/bench_judge.py --model Qwen/Qwen2.5-VL-7B-Instruct --dummy --image-size 1024 --pairs 512 --unit 16 --units-per-call 8
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from vipo_build.config import EngineConfig, JudgeStageConfig  # noqa: E402
-from vipo_build.judge.actor import ORDERS, Judge, JudgeItem  # noqa: E402
+from vipo_build.judge.actor import ORDERS, JudgeItem, JudgeStage  # noqa: E402
 from vipo_build.judge.rubric import judge_conversation, verdict_schema  # noqa: E402
 from vipo_build.prompts.categories import load_category  # noqa: E402
 from vipo_build.seeding import derive_seed  # noqa: E402
@@ -39,8 +43,8 @@ def items(n: int, size: int) -> list[JudgeItem]:
             for i in range(n)]
 
 
-def bare_chat(judge: Judge, category, batch: list[JudgeItem]) -> int:
-    """The same requests the stage sends, straight to LLM.chat: no parsing, no aggregation."""
+def bare_chat(judge: JudgeStage, category, batch: list[JudgeItem]) -> int:
+    """Every request, straight to LLM.chat in one call: no parsing, no aggregation."""
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
@@ -62,7 +66,8 @@ def main() -> None:
     parser.add_argument("--model", default=str(REPO / "build" / "tiny-models" / "vlm"))
     parser.add_argument("--dummy", action="store_true", help="random weights (vLLM load_format=dummy)")
     parser.add_argument("--pairs", type=int, default=64)
-    parser.add_argument("--unit", type=int, default=16, help="pairs per engine call (the run's unit_size)")
+    parser.add_argument("--unit", type=int, default=16, help="pairs per unit (the run's unit_size)")
+    parser.add_argument("--units-per-call", type=int, default=0, help="the judge pool's units_per_call (0: all in one call)")
     parser.add_argument("--votes", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
@@ -73,23 +78,28 @@ def main() -> None:
                           enforce_eager=on_cpu, options={"kv_cache_memory_bytes": 2**28} if on_cpu else {})
     config = JudgeStageConfig(engine=engine, votes=args.votes, threshold=0.51, max_tokens=256, reason_chars=0,
                               image_size=args.image_size)
-    judge = Judge(config, seed=1234)
+    judge = JudgeStage(config, seed=1234, storage=None)
+    judge.setup()
     category = load_category("aesthetics")
     work = items(args.pairs, args.image_size)
-    units = [work[i : i + args.unit] for i in range(0, len(work), args.unit)]
-    judge.judge(category, units[0])  # warm-up: compile, caches
+    units = [(category, work[i : i + args.unit]) for i in range(0, len(work), args.unit)]
+    per_call = args.units_per_call or len(units)
+    calls = [units[i : i + per_call] for i in range(0, len(units), per_call)]
+    judge.judge(units[:1])  # warm-up: compile, caches
 
     best = {"bare": float("inf"), "stage": float("inf")}
     for _ in range(args.repeats):
+        judge.engine.llm.reset_prefix_cache()
         start = time.perf_counter()
-        for unit in units:
-            bare_chat(judge, category, unit)
+        bare_chat(judge, category, work)
         best["bare"] = min(best["bare"], time.perf_counter() - start)
+        judge.engine.llm.reset_prefix_cache()
         start = time.perf_counter()
-        for unit in units:
-            judge.judge(category, unit)
+        for call in calls:
+            judge.judge(call)
         best["stage"] = min(best["stage"], time.perf_counter() - start)
-    print(f"{args.pairs} pairs x 2 orders x {args.votes} votes, {args.unit} pairs per call, {args.model}")
+    print(f"{args.pairs} pairs x 2 orders x {args.votes} votes; stage: {per_call} units of {args.unit} pairs per call; "
+          f"bare: one call; {args.model}")
     for name, seconds in best.items():
         print(f"{name:>6}: {seconds:7.2f} s  {args.pairs / seconds:7.2f} verdicts/s")
     print(f"ratio stage/bare: {best['bare'] / best['stage']:.3f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -198,7 +199,16 @@ def simulated_run(tmp_path: Path, **ray_overrides):
     return run, run.execute(), events
 
 
-def test_streaming_run_has_no_round_barrier_and_its_shards_do_not_depend_on_the_window(local_ray, tmp_path):
+def root_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in ("summary.json", "progress.json")}
+
+
+def test_streaming_run_has_no_round_barrier_and_its_output_depends_on_neither_the_window_nor_a_resume(
+        local_ray, tmp_path, monkeypatch):
+    from vipo_build.runtime import cache
+
+    monkeypatch.setattr(cache, "PART_UNITS", 3)  # rounds of 10 units: several prompt parts each
     run, result, events = simulated_run(tmp_path / "a", max_units_in_flight=6)
     assert result["shards"]["committed"] == run.plan.num_shards == 8
     assert all(c["rounds"] >= 2 for c in result["categories"].values())
@@ -208,6 +218,17 @@ def test_streaming_run_has_no_round_barrier_and_its_shards_do_not_depend_on_the_
     assert min(second_round_generated) < max(first_round_judged)
     # never more units admitted than the window
     assert max(run.scheduler.pools[p].stats()["peak_queued"] for p in run.scheduler.pools) <= 6
-    other, _, _ = simulated_run(tmp_path / "b", max_units_in_flight=2)
-    for name in (f"{run.plan.shard_name(s)}.{ext}" for s in range(run.plan.num_shards) for ext in ("tar", "parquet", "json")):
-        assert (tmp_path / "a/out/shards" / name).read_bytes() == (tmp_path / "b/out/shards" / name).read_bytes()
+    reference = root_files(tmp_path / "a/out")
+    assert len([n for n in reference if n.startswith("prompts/")]) > 2 * len(result["categories"])
+
+    simulated_run(tmp_path / "b", max_units_in_flight=2)
+    assert root_files(tmp_path / "b/out") == reference
+    # resume after losing the shards, the last prompt part and the last judged unit of each category
+    root = tmp_path / "b/out"
+    shutil.rmtree(root / "shards")
+    for category in result["categories"]:
+        sorted((root / "prompts").glob(f"part-{category}-*.parquet"))[-1].unlink()
+        sorted((root / "cache" / category).glob("*.judged.json"))[-1].unlink()
+    resumed, resumed_result, _ = simulated_run(tmp_path / "b", max_units_in_flight=4)
+    assert root_files(root) == reference
+    assert resumed_result["reused"]["prompt_parts"] == len([n for n in reference if n.startswith("prompts/")]) - 2

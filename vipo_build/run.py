@@ -173,14 +173,15 @@ class CategoryState:
     expand_next: int = 0  # next unit to send to the prompt LLM
     answers: dict[int, list] = field(default_factory=dict)  # expanded, waiting to be filtered in unit order
     filter_next: int = 0  # next unit to filter
-    round_prompts: dict[int, list[Prompt]] = field(default_factory=dict)  # filtered, until the round's part is written
-    round_drops: dict[int, Counter] = field(default_factory=dict)  # and their drops
+    part_prompts: dict[int, list[Prompt]] = field(default_factory=dict)  # by first unit: filtered, until the part is written
+    part_drops: dict[int, Counter] = field(default_factory=dict)  # and their drops
     prompts: dict[int, list[Prompt]] = field(default_factory=dict)  # filtered, not yet judged
     judged: dict[int, list[int]] = field(default_factory=dict)  # beyond the prefix: unit -> indexes of kept pairs
     prefix: int = 0  # units [0, prefix) are judged and their kept pairs are in kept_*
     kept_units: array = field(default_factory=lambda: array("i"))  # kept pairs in dataset order: unit
     kept_index: array = field(default_factory=lambda: array("i"))  # and index within it
     failed: dict[int, Failure] = field(default_factory=dict)
+    expansion_blocked: bool = False  # a unit could not be expanded: later ones can never be filtered
     drops: Counter = field(default_factory=Counter)
     tally: AgreementTally = field(default_factory=AgreementTally)
 
@@ -203,6 +204,12 @@ class CategoryState:
     def round_of(self, unit: int) -> int:
         return next(r for r, units in enumerate(self.rounds) if unit in units)
 
+    def part_of(self, unit: int) -> range:
+        """The units of the prompt part that holds `unit`: PART_UNITS at a time from its round's start."""
+        units = self.rounds[self.round_of(unit)]
+        first = units.start + (unit - units.start) // cache.PART_UNITS * cache.PART_UNITS
+        return range(first, min(first + cache.PART_UNITS, units.stop))
+
 
 class Run:
     """Streams every category's units through the stages and commits shards as their pairs are kept.
@@ -218,8 +225,7 @@ class Run:
         self.config, self.plan, self.storage, self.console = config, plan, storage, console
         self.stages = stages or product_stages(config, storage)
         self.unit_size = config.generate.unit_size
-        prompt_parts = set(storage.list(cache.PROMPTS_DIR, ".parquet"))
-        self.prompt_parts = prompt_parts
+        self.prompt_parts = set(storage.list(cache.PROMPTS_DIR, ".parquet"))  # listed once
         self.states = {name: CategoryState(config.category(name), quota, i, cache.listing(storage, name))
                        for i, (name, quota) in enumerate(plan.quotas.items())}
         self.earlier_failures: dict[tuple[str, int], dict] = {}
@@ -294,8 +300,8 @@ class Run:
     def feed(self) -> None:
         """Send units to the prompt LLM and admit filtered ones to generation, in priority order,
         while fewer than `window` are at each of the two steps."""
-        while self.expanding < self.window:
-            waiting = [s for s in self.states.values() if s.expand_next < s.requested]
+        while self.expanding + len(self.ready) < self.window:
+            waiting = [s for s in self.states.values() if s.expand_next < s.requested and not s.expansion_blocked]
             if not waiting:
                 break
             state = min(waiting, key=lambda s: self.priority(s, s.expand_next))
@@ -319,34 +325,34 @@ class Run:
     # Prompts -----------------------------------------------------------------------------
 
     def add_round(self, state: CategoryState, units: int) -> None:
-        """Ask for `units` more units, as the next round; its prompts come from the cache when an earlier run wrote them."""
-        round_ = len(state.rounds)
-        part = cache.prompt_part(state.category.name, round_).rsplit("/", 1)[1]
-        cached = cache.read_prompts(self.storage, state.category.name, round_) if part in self.prompt_parts else None
-        if cached is None:
-            state.rounds.append(range(state.requested, state.requested + units))
-            self.grow("prompts", units * self.unit_size)
-            return
-        prompts, unit_list, drops = cached
-        state.rounds.append(range(unit_list[0], unit_list[-1] + 1))
-        self.reused["prompt_parts"] += 1
-        self.grow("prompts", len(unit_list) * self.unit_size, done=True)
-        self.stages.filter.remember(state.category.name, prompts)
-        state.drops.update(drops)
-        state.expand_next = state.filter_next = state.requested
-        by_unit: dict[int, list[Prompt]] = {unit: [] for unit in unit_list}
-        for prompt in prompts:
-            by_unit[prompt.unit].append(prompt)
-        judged = [cache.judged_path(state.category.name, u) for u in unit_list
-                  if cache.judged_path(state.category.name, u).rsplit("/", 1)[1] in state.listing]
-        found = self.storage.read_many(judged)  # one concurrent fetch per round, not one request per unit
-        for unit, unit_prompts in by_unit.items():
-            self.unit_ready(state, unit, unit_prompts, found.get(cache.judged_path(state.category.name, unit)))
+        """Ask for `units` more units, as the next round. Its parts that an earlier run wrote come from
+        the cache; they always form a prefix (parts are written in unit order)."""
+        name = state.category.name
+        state.rounds.append(range(state.requested, state.requested + units))
+        self.grow("prompts", units * self.unit_size)
+        while state.filter_next < state.requested:
+            first = state.filter_next
+            if cache.prompt_part(name, first).rsplit("/", 1)[1] not in self.prompt_parts:
+                return
+            prompts, unit_list, drops = cache.read_prompts(self.storage, name, first)
+            self.reused["prompt_parts"] += 1
+            self.progress.advance(self.bars["prompts"], len(unit_list) * self.unit_size)
+            self.stages.filter.remember(name, prompts)
+            state.drops.update(drops)
+            state.expand_next = state.filter_next = unit_list[-1] + 1
+            by_unit: dict[int, list[Prompt]] = {unit: [] for unit in unit_list}
+            for prompt in prompts:
+                by_unit[prompt.unit].append(prompt)
+            judged = [cache.judged_path(name, u) for u in unit_list if cache.judged_path(name, u).rsplit("/", 1)[1] in state.listing]
+            found = self.storage.read_many(judged)  # one concurrent fetch per part, not one request per unit
+            for unit, unit_prompts in by_unit.items():
+                self.unit_ready(state, unit, unit_prompts, found.get(cache.judged_path(name, unit)))
 
     def expand(self, state: CategoryState, unit: int) -> None:
         name = state.category.name
-        if (name, unit) in self.earlier_failures:
+        if self.earlier_failures.get((name, unit), {}).get("stage") == ExpandStage.name:
             self.skip_failed(state, unit)
+            self.stop_expanding(state)
             return
         requests = expand.unit_requests(state.category, self.config.seed, unit, self.unit_size)
         self.expanding += 1
@@ -356,6 +362,9 @@ class Run:
     def expanded(self, task: Task, answers: list) -> None:
         work: ExpansionWork = task.work
         state = self.states[work.category.name]
+        if state.expansion_blocked:
+            self.expanding -= 1
+            return
         state.answers[work.requests[0].unit] = answers
         self.progress.advance(self.bars["prompts"], len(answers))
         while state.filter_next in state.answers:  # unit order: which duplicate survives never depends on timing
@@ -371,14 +380,14 @@ class Run:
         prompts, drops = result
         self.expanding -= 1
         state.drops.update(drops)
-        state.round_prompts.setdefault(work.round, []).extend(prompts)
-        state.round_drops.setdefault(work.round, Counter()).update(drops)
-        units = state.rounds[work.round]
-        if unit == units[-1]:  # the round's last unit: filtered in order, so the whole round is
+        part = state.part_of(unit)
+        state.part_prompts.setdefault(part.start, []).extend(prompts)
+        state.part_drops.setdefault(part.start, Counter()).update(drops)
+        if unit == part[-1]:  # the part's last unit: filtered in order, so the whole part is
             name = state.category.name
-            cache.write_prompts(self.storage, name, work.round, state.round_prompts.pop(work.round), list(units),
-                                dict(state.round_drops.pop(work.round)))
-            failpoints.reached("prompts.part_written", f"{name}/r{work.round}")
+            cache.write_prompts(self.storage, name, work.round, state.part_prompts.pop(part.start), list(part),
+                                dict(state.part_drops.pop(part.start)))
+            failpoints.reached("prompts.part_written", cache.unit_name(name, part.start))
         judged = cache.judged_path(state.category.name, unit)
         found = self.storage.read_bytes(judged) if judged.rsplit("/", 1)[1] in state.listing else None
         self.unit_ready(state, unit, prompts, found)
@@ -489,11 +498,19 @@ class Run:
         state.failed[unit] = failure
         self.console.print(f"warning: {failure.line()}; recorded in {self.storage.url}/{cache.failure_path(name, unit)}",
                            markup=False, highlight=False)
-        if failure.stage == "prompts":
+        if failure.stage == ExpandStage.name:
             self.expanding -= 1
+            self.stop_expanding(state)
         else:
             self.admitted -= 1
             self.parts_left.pop((name, unit), None)
+
+    def stop_expanding(self, state: CategoryState) -> None:
+        """A unit that cannot be expanded blocks its category's filter (unit order): later answers are
+        dropped and no more units of it are expanded, so the other categories keep their share."""
+        self.expanding -= len(state.answers)
+        state.answers.clear()
+        state.expansion_blocked = True
 
     def skip_failed(self, state: CategoryState, unit: int) -> None:
         record = self.earlier_failures[state.category.name, unit]

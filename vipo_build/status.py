@@ -32,12 +32,13 @@ def root_status(storage: Storage) -> dict:
     stages = {stage: Counter() for stage in ("prompts", "candidates", "judged")}
     parts = storage.list(cache.PROMPTS_DIR, ".parquet")
     for name, quota in plan.quotas.items():
-        prompts, units = 0, 0
-        for part in (p for p in parts if p.startswith(f"part-{name}-r")):
+        prompts, units, rounds = 0, 0, set()
+        for part in (p for p in parts if p.startswith(f"part-{name}-u")):
             with storage.fs.open(storage.path(f"{cache.PROMPTS_DIR}/{part}")) as f:  # reads the footer only
                 metadata = pq.ParquetFile(f).metadata
             prompts += metadata.num_rows
             units += len(json.loads(metadata.metadata[b"units"]))
+            rounds.add(metadata.metadata[b"round"])
         cached = storage.list(cache.category_dir(name))
         judged = [n for n in cached if n.endswith(".judged.json")]
         reasons: Counter = Counter()
@@ -53,7 +54,7 @@ def root_status(storage: Storage) -> dict:
             "written": written.get(name, 0),
             "kept": reasons.pop("kept", 0),
             "units_judged": len(judged),
-            "expansion_rounds": sum(p.startswith(f"part-{name}-r") for p in parts),
+            "expansion_rounds": len(rounds),
             "dropped": dict(sorted(reasons.items())),
         }
     names = [plan.shard_name(s) for s in range(plan.num_shards)]

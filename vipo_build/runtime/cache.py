@@ -1,6 +1,6 @@
 """What a run keeps under OUT/ so a resume never expands, generates or judges the same thing twice.
 
-    prompts/part-{category}-r{round}.parquet             prompts of one expansion round
+    prompts/part-{category}-u{first}.parquet             prompts of up to PART_UNITS units of one round
     cache/{category}/u{unit}.{generator}.candidates.parquet  one generator's encoded candidates of a unit
     cache/{category}/u{unit}.judged.json                 the unit's prompts and verdicts
     failed/{category}/u{unit}.json                       why a stage gave up on a unit (until it is retried)
@@ -19,11 +19,12 @@ from vipo_build.records import Candidate, Prompt, Verdict
 from vipo_build.runtime.storage import Storage
 
 PROMPTS_DIR = "prompts"
+PART_UNITS = 256  # units per prompt part: a round of 100,000 units is never held in memory whole
 FAILED_DIR = "failed"
 
 
-def prompt_part(category: str, round_: int) -> str:
-    return f"{PROMPTS_DIR}/part-{category}-r{round_:03d}.parquet"
+def prompt_part(category: str, first_unit: int) -> str:
+    return f"{PROMPTS_DIR}/part-{category}-u{first_unit:06d}.parquet"
 
 
 def category_dir(category: str) -> str:
@@ -46,21 +47,19 @@ def judged_path(category: str, unit: int) -> str:
 def write_prompts(
     storage: Storage, category: str, round_: int, prompts: list[Prompt], units: list[int], drops: dict[str, int]
 ) -> None:
-    """One round's prompts; its units (a unit may lose all its prompts) and drop counts go in the file's metadata."""
+    """One part's prompts; its round, its units (a unit may lose all its prompts) and drop counts go in the file's metadata."""
     schema = pa.schema([(name, _arrow_type(name)) for name in Prompt.model_fields]).with_metadata(
-        {"units": json.dumps(units), "drops": json.dumps(dict(sorted(drops.items())))}
+        {"round": str(round_), "units": json.dumps(units), "drops": json.dumps(dict(sorted(drops.items())))}
     )
-    storage.write_table(prompt_part(category, round_), pa.Table.from_pylist([p.model_dump() for p in prompts], schema=schema))
+    storage.write_table(prompt_part(category, units[0]), pa.Table.from_pylist([p.model_dump() for p in prompts], schema=schema))
 
 
 def _arrow_type(field: str) -> pa.DataType:
     return {"unit": pa.int32(), "index": pa.int32(), "round": pa.int32(), "constraints": pa.list_(pa.string())}.get(field, pa.string())
 
 
-def read_prompts(storage: Storage, category: str, round_: int) -> tuple[list[Prompt], list[int], dict[str, int]] | None:
-    if not storage.exists(prompt_part(category, round_)):
-        return None
-    table = storage.read_table(prompt_part(category, round_))
+def read_prompts(storage: Storage, category: str, first_unit: int) -> tuple[list[Prompt], list[int], dict[str, int]]:
+    table = storage.read_table(prompt_part(category, first_unit))
     meta = table.schema.metadata
     return [Prompt(**row) for row in table.to_pylist()], json.loads(meta[b"units"]), json.loads(meta[b"drops"])
 
