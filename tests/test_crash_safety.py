@@ -194,11 +194,14 @@ def test_a_unit_a_stage_always_fails_on_is_recorded_the_rest_is_written_and_retr
     unit = f"aesthetics/{last_key.split('-')[1]}"  # a unit the dataset needs
     other = f"text_rendering/{[k for k in manifest_keys(reference) if k.startswith('text_rendering-')][-1].split('-')[1]}"
     forget_units(out, [unit, other])
+    once = yaml.safe_load(config.read_text())
+    once["judge"]["pool"]["retries"] = 0  # retries have their own tests; each would start an engine
+    config = write_config(tmp_path / "once.yaml", once)
     result = vipo("run", str(config), "--out", str(out), RAISE=f"judge.unit@{unit}")
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip() == (
         f"error: 1 unit(s) failed (recorded under {out}/failed; `vipo-build run CONFIG --retry-failed` retries them): "
-        f"judge failed on unit {unit} after 3 attempts: FailpointError: failpoint judge.unit at {unit}")
+        f"judge failed on unit {unit} after 1 attempt: FailpointError: failpoint judge.unit at {unit}")
     assert json.loads((out / "failed" / f"{unit}.json").read_text())["stage"] == "judge"
     # the other category's unit was judged all the same; the shards that need the failed one are not written
     assert (out / "cache" / f"{other}.judged.json").is_file() and not (out / "cache" / f"{unit}.judged.json").exists()

@@ -232,3 +232,21 @@ def test_streaming_run_has_no_round_barrier_and_its_output_depends_on_neither_th
     resumed, resumed_result, _ = simulated_run(tmp_path / "b", max_units_in_flight=4)
     assert root_files(root) == reference
     assert resumed_result["reused"]["prompt_parts"] == len([n for n in reference if n.startswith("prompts/")]) - 2
+
+
+def test_run_refuses_a_config_that_asks_for_more_gpus_than_local_ray_has_before_writing_anything(tiny_models, tmp_path):
+    import subprocess
+
+    import torch
+
+    from tests.conftest import write_config
+
+    raw = tiny_config(output=str(tmp_path / "out"))
+    raw["judge"]["pool"] = {"actors": 1, "num_gpus": 8, "num_cpus": 1}
+    have = torch.cuda.device_count()
+    result = subprocess.run([sys.executable, "-m", "vipo_build.cli", "run", str(write_config(tmp_path / "gpus.yaml", raw))],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (f"error: this config cannot run on this cluster: the pools ask for 8 GPUs at once "
+                                     f"(judge 8) but the cluster has {have}: {8 - have} short")
+    assert not (tmp_path / "out").exists()

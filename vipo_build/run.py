@@ -282,10 +282,8 @@ class Run:
             self.stage_stats = self.scheduler.stats()
             self.scheduler.shutdown()
         failures = [f for s in self.states.values() for f in s.failed.values()]
-        if failures:
-            raise UnitsFailed(self.storage.url, failures)
         missing = [s for s in self.states.values() if s.short]
-        if missing:
+        if missing and not failures:
             worst = missing[0]
             raise VipoError(
                 f"category {worst.category.name}: {worst.kept} of {worst.quota} pairs kept after "
@@ -295,6 +293,8 @@ class Run:
         result = summary.build(self, time.perf_counter() - started)
         self.storage.write_bytes("summary.json", json.dumps(result, indent=1, sort_keys=True).encode())
         summary.show(result, self.console)
+        if failures:  # after the summary: the run did all it could
+            raise UnitsFailed(self.storage.url, failures)
         return result
 
     def feed(self) -> None:

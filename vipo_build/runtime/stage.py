@@ -55,4 +55,5 @@ class Failure(BaseModel):
     cause: str
 
     def line(self) -> str:
-        return f"{self.stage} failed on unit {self.unit} after {self.attempts} attempts: {self.cause}"
+        attempts = f"{self.attempts} attempt{'s' if self.attempts > 1 else ''}"
+        return f"{self.stage} failed on unit {self.unit} after {attempts}: {self.cause}"
