@@ -3,7 +3,8 @@
 Every pooled stage has its actors from first use to the end of the run. Work waits in a queue per
 pool, ordered by the priority the driver gives it (shard-plan order), and goes out as calls of
 `units_per_call` units, `calls_in_flight` calls per actor, so an actor starts its next call the
-moment one ends. The driver's callbacks run as calls finish and feed the next stage; nothing waits
+moment one ends. An idle actor takes whatever is queued; a busy one gets another call only when a
+whole one is queued, so engines see full batches whenever the work is there. The driver's callbacks run as calls finish and feed the next stage; nothing waits
 for a whole round.
 
 A call that raises, whose actor dies for good, or that runs past `call_timeout_s` is retried up to
@@ -195,6 +196,8 @@ class Scheduler:
                 pool.new_actor()
             for actor in sorted(pool.actors, key=lambda a: len(pool.calls[a])):  # least loaded first
                 while pool.queue and len(pool.calls[actor]) < resources.calls_in_flight:
+                    if pool.calls[actor] and len(pool.queue) < resources.units_per_call and not pool.queue[0][2].alone:
+                        break  # a busy actor gets only a full call queued; an idle one takes what there is
                     self._call(pool, actor, self._batch(pool))
 
     @staticmethod
