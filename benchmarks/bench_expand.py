@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from engine_timing import best_seconds  # noqa: E402
 
 from vipo_build.config import EngineConfig, PromptStageConfig  # noqa: E402
 from vipo_build.prompts import expand  # noqa: E402
@@ -65,17 +66,8 @@ def main() -> None:
     calls = [work[i : i + per_call] for i in range(0, len(work), per_call)]
     stage.process(work[:1])  # warm-up: compile, caches
 
-    best = {"bare": float("inf"), "stage": float("inf")}
-    for _ in range(args.repeats):
-        stage.engine.llm.reset_prefix_cache()
-        start = time.perf_counter()
-        bare_chat(stage, work)
-        best["bare"] = min(best["bare"], time.perf_counter() - start)
-        stage.engine.llm.reset_prefix_cache()
-        start = time.perf_counter()
-        for call in calls:
-            stage.process(call)
-        best["stage"] = min(best["stage"], time.perf_counter() - start)
+    best = best_seconds(stage.engine.llm, {"bare": lambda: bare_chat(stage, work),
+                                          "stage": lambda: [stage.process(call) for call in calls]}, args.repeats)
     answers = args.units * args.unit
     print(f"{answers} requests ({args.category}); stage: {per_call} units of {args.unit} per call; bare: one call; {args.model}")
     for name, seconds in best.items():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from engine_timing import best_seconds  # noqa: E402
 
 from vipo_build.config import EngineConfig, JudgeStageConfig  # noqa: E402
 from vipo_build.judge.actor import ORDERS, JudgeItem, JudgeStage  # noqa: E402
@@ -87,17 +88,8 @@ def main() -> None:
     calls = [units[i : i + per_call] for i in range(0, len(units), per_call)]
     judge.judge(units[:1])  # warm-up: compile, caches
 
-    best = {"bare": float("inf"), "stage": float("inf")}
-    for _ in range(args.repeats):
-        judge.engine.llm.reset_prefix_cache()
-        start = time.perf_counter()
-        bare_chat(judge, category, work)
-        best["bare"] = min(best["bare"], time.perf_counter() - start)
-        judge.engine.llm.reset_prefix_cache()
-        start = time.perf_counter()
-        for call in calls:
-            judge.judge(call)
-        best["stage"] = min(best["stage"], time.perf_counter() - start)
+    best = best_seconds(judge.engine.llm, {"bare": lambda: bare_chat(judge, category, work),
+                                          "stage": lambda: [judge.judge(call) for call in calls]}, args.repeats)
     print(f"{args.pairs} pairs x 2 orders x {args.votes} votes; stage: {per_call} units of {args.unit} pairs per call; "
           f"bare: one call; {args.model}")
     for name, seconds in best.items():

@@ -201,6 +201,10 @@ class CategoryState:
     def pair_id(self, position: int) -> str:
         return prompt_id(self.category.name, self.kept_units[position], self.kept_index[position])
 
+    def cached(self, rel: str) -> bool:
+        """Whether a cache file of this category was there when the run started (from the one listing)."""
+        return rel.rsplit("/", 1)[1] in self.listing
+
     def round_of(self, unit: int) -> int:
         return next(r for r, units in enumerate(self.rounds) if unit in units)
 
@@ -246,6 +250,7 @@ class Run:
         self.ready: list = []  # heap of (priority, category, unit): filtered, waiting to be admitted
         self.admitted = 0  # units being generated or judged
         self.parts_left: dict[tuple[str, int], int] = {}  # generator parts a unit still waits for
+        self.generators: dict[tuple[str, int], list[str]] = {}  # an admitted unit's generators, until it is judged
         self.scheduler = Scheduler(warn=lambda line: self.console.print(f"warning: {line}", markup=False, highlight=False))
         self.scheduler.add(self.stages.prompts, self.expanded, self.unit_failed)
         self.scheduler.add(self.stages.filter, self.filtered)
@@ -343,7 +348,7 @@ class Run:
             by_unit: dict[int, list[Prompt]] = {unit: [] for unit in unit_list}
             for prompt in prompts:
                 by_unit[prompt.unit].append(prompt)
-            judged = [cache.judged_path(name, u) for u in unit_list if cache.judged_path(name, u).rsplit("/", 1)[1] in state.listing]
+            judged = [cache.judged_path(name, u) for u in unit_list if state.cached(cache.judged_path(name, u))]
             found = self.storage.read_many(judged)  # one concurrent fetch per part, not one request per unit
             for unit, unit_prompts in by_unit.items():
                 self.unit_ready(state, unit, unit_prompts, found.get(cache.judged_path(name, unit)))
@@ -389,7 +394,7 @@ class Run:
                                 dict(state.part_drops.pop(part.start)))
             failpoints.reached("prompts.part_written", cache.unit_name(name, part.start))
         judged = cache.judged_path(state.category.name, unit)
-        found = self.storage.read_bytes(judged) if judged.rsplit("/", 1)[1] in state.listing else None
+        found = self.storage.read_bytes(judged) if state.cached(judged) else None
         self.unit_ready(state, unit, prompts, found)
 
     # Candidates and verdicts -------------------------------------------------------------
@@ -417,13 +422,15 @@ class Run:
         self.grow("candidates", 2 * len(prompts))
         self.grow("judged", len(prompts))
         by_id = {p.id: p for p in prompts}
+        by_generator = specs_by_generator(self.config, prompts)
+        self.generators[name, unit] = list(by_generator)
         missing = {}
-        for generator, specs in specs_by_generator(self.config, prompts).items():
-            if cache.candidates_path(name, unit, generator).rsplit("/", 1)[1] in state.listing:
+        for generator, specs in by_generator.items():
+            if state.cached(cache.candidates_path(name, unit, generator)):
                 self.progress.advance(self.bars["candidates"], len(specs))
             else:
                 missing[generator] = specs
-        if len(missing) < len(specs_by_generator(self.config, prompts)):
+        if len(missing) < len(by_generator):
             self.reused["candidate_units"] += 1
         self.parts_left[name, unit] = len(missing)
         for generator, specs in missing.items():
@@ -445,10 +452,10 @@ class Run:
             self.judge(self.states[work.category], work.unit)
 
     def judge(self, state: CategoryState, unit: int) -> None:
-        prompts = state.prompts[unit]
-        generators = list(specs_by_generator(self.config, prompts))
-        self.scheduler.submit("judge", cache.unit_name(state.category.name, unit),
-                              JudgeWork(state.category, unit, prompts, generators), self.priority(state, unit))
+        name = state.category.name
+        self.scheduler.submit("judge", cache.unit_name(name, unit),
+                              JudgeWork(state.category, unit, state.prompts[unit], self.generators.pop((name, unit))),
+                              self.priority(state, unit))
 
     def judged_unit(self, task: Task, verdicts: list[Verdict]) -> None:
         work: JudgeWork = task.work
@@ -504,6 +511,7 @@ class Run:
         else:
             self.admitted -= 1
             self.parts_left.pop((name, unit), None)
+            self.generators.pop((name, unit), None)
 
     def stop_expanding(self, state: CategoryState) -> None:
         """A unit that cannot be expanded blocks its category's filter (unit order): later answers are
