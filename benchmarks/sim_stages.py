@@ -21,7 +21,7 @@ from vipo_build.generate.actor import GenerationWork, encode_candidate
 from vipo_build.judge.actor import ORDERS, JudgeWork
 from vipo_build.judge.aggregate import aggregate, to_vote
 from vipo_build.prompts.expand import ExpansionWork
-from vipo_build.records import Verdict
+from vipo_build.records import CandidateSpec, Verdict
 from vipo_build.runtime import cache
 from vipo_build.runtime.stage import Stage
 from vipo_build.runtime.storage import Storage
@@ -87,6 +87,18 @@ class SimulatedGenerate(Stage):
         self.config, self.image, self.storage, self.scale = generator, image, storage, scale
         self.name, self.resources = f"generate:{generator.name}", generator.pool
         self.seconds = GENERATOR_SECONDS[generator.name]
+
+    def setup(self) -> None:
+        """Stands in for loading the model: warms what the first batch would otherwise load (image
+        encoders, the Parquet writer), which dozens of actors sharing a few cores take seconds to do."""
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        spec = CandidateSpec(prompt_id="warm-up", side=0, generator=self.config.name, seed=0, width=8, height=8)
+        candidate = encode_candidate(spec, np.zeros((8, 8, 3), dtype=np.uint8), self.image)
+        pq.write_table(pa.Table.from_pylist([candidate.model_dump()]), io.BytesIO())
 
     def process(self, batch: list[GenerationWork]) -> list[int]:
         out = []

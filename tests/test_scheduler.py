@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
@@ -126,6 +127,10 @@ def test_a_unit_that_keeps_failing_is_given_up_after_its_retries_and_the_rest_is
     assert "\n" not in failure.line()
     if isinstance(stage, Echo):
         assert sorted(results) == [1, 2, 4]
+        # the record names the process that raised, its node and its log file, and keeps the traceback
+        assert re.fullmatch(r"pid \d+ on [\d.]+, log /\S+\.out, /\S+\.err", failure.actor), failure.actor
+        assert failure.traceback[-2:] == ["ValueError: no good: [3]", "second line"]
+        assert any(line.strip().startswith("raise ValueError") for line in failure.traceback)
 
 
 def test_a_call_past_its_timeout_is_retried_on_a_fresh_actor_then_given_up(local_ray):
@@ -158,7 +163,7 @@ def test_preflight_refuses_pools_that_cannot_all_run_at_once():
         "the pools ask for 8 GPUs at once (judge 8) but the cluster has 4: 4 short")
 
 
-def simulated_run(tmp_path: Path, **ray_overrides):
+def simulated_run(tmp_path: Path, overgen: float = 1.0, **ray_overrides):
     """The product's driver, filters, storage and shard writer; simulated model stages (1 simulated s = 1 ms)."""
     from vipo_build.prompts.accept import FilterStage
     from vipo_build.run import Run, Stages
@@ -168,7 +173,7 @@ def simulated_run(tmp_path: Path, **ray_overrides):
 
     raw = tiny_config(output=str(tmp_path / "out"))
     raw["categories"] = {"aesthetics": {"pairs": 40}, "composition": {"pairs": 40}}
-    raw["prompts"]["overgen"] = 1.0  # round 0 falls short: a second round is needed
+    raw["prompts"]["overgen"] = overgen  # 1.0: round 0 falls short, a second round is needed
     raw["generate"]["generators"] = [{**g, "name": n} for g, n in zip(raw["generate"]["generators"][:2], ("sd35-large", "sana15"))]
     raw["generate"]["unit_size"] = 4
     raw["shards"]["pairs_per_shard"] = 10
@@ -199,9 +204,18 @@ def simulated_run(tmp_path: Path, **ray_overrides):
     return run, run.execute(), events
 
 
-def root_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name not in ("summary.json", "progress.json")}
+def dataset_files(root: Path) -> dict[str, bytes]:
+    """Every file of a root but the work folders and one run's timings."""
+    from vipo_build.runtime.cache import WORK_DIRS
+
+    return {rel: p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and (rel := str(p.relative_to(root))).split("/")[0] not in WORK_DIRS
+            and p.name not in ("summary.json", "progress.json")}
+
+
+def dataset_figures(result: dict) -> dict:
+    """The summary's figures of the dataset: the same whatever the timing."""
+    return {"categories": result["categories"], "agreement": result["agreement"]}
 
 
 def test_streaming_run_has_no_round_barrier_and_its_output_depends_on_neither_the_window_nor_a_resume(
@@ -218,20 +232,36 @@ def test_streaming_run_has_no_round_barrier_and_its_output_depends_on_neither_th
     assert min(second_round_generated) < max(first_round_judged)
     # never more units admitted than the window
     assert max(run.scheduler.pools[p].stats()["peak_queued"] for p in run.scheduler.pools) <= 6
-    reference = root_files(tmp_path / "a/out")
-    assert len([n for n in reference if n.startswith("prompts/")]) > 2 * len(result["categories"])
+    reference = dataset_files(tmp_path / "a/out")
+    assert len([n for n in reference if n.endswith(".tar")]) == 8
 
-    simulated_run(tmp_path / "b", max_units_in_flight=2)
-    assert root_files(tmp_path / "b/out") == reference
+    _, result_b, _ = simulated_run(tmp_path / "b", max_units_in_flight=2)
+    assert dataset_files(tmp_path / "b/out") == reference
+    assert dataset_figures(result_b) == dataset_figures(result)
     # resume after losing the shards, the last prompt part and the last judged unit of each category
     root = tmp_path / "b/out"
     shutil.rmtree(root / "shards")
+    parts = len(list((root / "prompts").glob("*.parquet")))
     for category in result["categories"]:
         sorted((root / "prompts").glob(f"part-{category}-*.parquet"))[-1].unlink()
         sorted((root / "cache" / category).glob("*.judged.json"))[-1].unlink()
-    resumed, resumed_result, _ = simulated_run(tmp_path / "b", max_units_in_flight=4)
-    assert root_files(root) == reference
-    assert resumed_result["reused"]["prompt_parts"] == len([n for n in reference if n.startswith("prompts/")]) - 2
+    _, resumed_result, _ = simulated_run(tmp_path / "b", max_units_in_flight=4)
+    assert dataset_files(root) == reference
+    assert dataset_figures(resumed_result) == dataset_figures(result)
+    assert resumed_result["reused"]["prompt_parts"] == parts - 2
+
+
+def test_a_category_whose_quota_is_filled_stops_its_remaining_work(local_ray, tmp_path):
+    run, result, events = simulated_run(tmp_path / "a", overgen=4.0, max_units_in_flight=4)
+    assert result["shards"]["committed"] == run.plan.num_shards
+    for name, category in result["categories"].items():
+        assert category["rounds"] == 1 and category["kept"] >= category["planned"]
+        judged = len([e for e in events if e[0] == "judged" and e[1] == name])
+        assert judged < category["units"] / 2  # 4x the prompts needed: most units are never judged
+    # the summary counts the units up to the one that filled each quota, however many more were done
+    _, other, _ = simulated_run(tmp_path / "b", overgen=4.0, max_units_in_flight=1)
+    assert dataset_figures(other) == dataset_figures(result)
+    assert dataset_files(tmp_path / "b/out") == dataset_files(tmp_path / "a/out")
 
 
 def test_run_refuses_a_config_that_asks_for_more_gpus_than_local_ray_has_before_writing_anything(tiny_models, tmp_path):

@@ -162,6 +162,32 @@ def product_stages(config: PipelineConfig, storage: Storage) -> Stages:
 
 
 @dataclass
+class UnitOutcome:
+    """A judged unit waiting for the prefix to reach it: what it adds when counted."""
+
+    kept: list[int]  # indexes of its kept pairs
+    tally: AgreementTally
+    drops: Counter  # by the filters and the judge
+
+    @classmethod
+    def of(cls, verdicts: list[Verdict], filter_drops: Counter) -> UnitOutcome:
+        tally, drops = AgreementTally(), Counter(filter_drops)
+        for verdict in verdicts:
+            tally.add(verdict)
+            if not verdict.kept:
+                drops[verdict.reason] += 1
+        return cls([int(v.pair_id.rsplit("-p", 1)[1]) for v in verdicts if v.kept], tally, drops)
+
+
+@dataclass
+class InFlight:
+    """An admitted unit, until it is judged."""
+
+    generators: list[str]  # all of the unit's generators: the judge reads every one's candidates
+    missing: dict[str, int]  # generators still at work -> candidates each owes
+
+
+@dataclass
 class CategoryState:
     """One category's units as they stream through; only units not yet judged keep their prompts."""
 
@@ -174,16 +200,18 @@ class CategoryState:
     answers: dict[int, list] = field(default_factory=dict)  # expanded, waiting to be filtered in unit order
     filter_next: int = 0  # next unit to filter
     part_prompts: dict[int, list[Prompt]] = field(default_factory=dict)  # by first unit: filtered, until the part is written
-    part_drops: dict[int, Counter] = field(default_factory=dict)  # and their drops
+    part_drops: dict[int, dict[int, dict]] = field(default_factory=dict)  # and their drops, by unit
     prompts: dict[int, list[Prompt]] = field(default_factory=dict)  # filtered, not yet judged
-    judged: dict[int, list[int]] = field(default_factory=dict)  # beyond the prefix: unit -> indexes of kept pairs
-    prefix: int = 0  # units [0, prefix) are judged and their kept pairs are in kept_*
+    filter_drops: dict[int, Counter] = field(default_factory=dict)  # filtered, not yet in the prefix
+    judged: dict[int, UnitOutcome] = field(default_factory=dict)  # judged, beyond the prefix
+    prefix: int = 0  # units [0, prefix) are judged; those up to the one that filled the quota are counted
     kept_units: array = field(default_factory=lambda: array("i"))  # kept pairs in dataset order: unit
     kept_index: array = field(default_factory=lambda: array("i"))  # and index within it
     failed: dict[int, Failure] = field(default_factory=dict)
     expansion_blocked: bool = False  # a unit could not be expanded: later ones can never be filtered
-    drops: Counter = field(default_factory=Counter)
-    tally: AgreementTally = field(default_factory=AgreementTally)
+    closed: bool = False  # the quota is filled: no more of its work is done
+    drops: Counter = field(default_factory=Counter)  # of the counted units
+    tally: AgreementTally = field(default_factory=AgreementTally)  # of the counted units
 
     @property
     def requested(self) -> int:
@@ -197,6 +225,14 @@ class CategoryState:
     @property
     def short(self) -> bool:
         return self.kept < self.quota
+
+    def count(self, unit: int, outcome: UnitOutcome) -> None:
+        """Add the prefix's next unit to the dataset's pairs and figures."""
+        for index in outcome.kept:
+            self.kept_units.append(unit)
+            self.kept_index.append(index)
+        self.tally.update(outcome.tally)
+        self.drops.update(outcome.drops)
 
     def pair_id(self, position: int) -> str:
         return prompt_id(self.category.name, self.kept_units[position], self.kept_index[position])
@@ -248,9 +284,7 @@ class Run:
         self.window = config.ray.max_units_in_flight or self.default_window()
         self.expanding = 0  # units with the prompt LLM or waiting to be filtered
         self.ready: list = []  # heap of (priority, category, unit): filtered, waiting to be admitted
-        self.admitted = 0  # units being generated or judged
-        self.parts_left: dict[tuple[str, int], int] = {}  # generator parts a unit still waits for
-        self.generators: dict[tuple[str, int], list[str]] = {}  # an admitted unit's generators, until it is judged
+        self.in_flight: dict[tuple[str, int], InFlight] = {}  # units being generated or judged
         self.scheduler = Scheduler(warn=lambda line: self.console.print(f"warning: {line}", markup=False, highlight=False))
         self.scheduler.add(self.stages.prompts, self.expanded, self.unit_failed)
         self.scheduler.add(self.stages.filter, self.filtered)
@@ -286,7 +320,7 @@ class Run:
         finally:
             self.stage_stats = self.scheduler.stats()
             self.scheduler.shutdown()
-        failures = [f for s in self.states.values() for f in s.failed.values()]
+        failures = [f for s in self.states.values() if s.short for f in s.failed.values()]  # others are past the quota
         missing = [s for s in self.states.values() if s.short]
         if missing and not failures:
             worst = missing[0]
@@ -306,15 +340,19 @@ class Run:
         """Send units to the prompt LLM and admit filtered ones to generation, in priority order,
         while fewer than `window` are at each of the two steps."""
         while self.expanding + len(self.ready) < self.window:
-            waiting = [s for s in self.states.values() if s.expand_next < s.requested and not s.expansion_blocked]
+            waiting = [s for s in self.states.values()
+                       if s.expand_next < s.requested and not (s.expansion_blocked or s.closed)]
             if not waiting:
                 break
             state = min(waiting, key=lambda s: self.priority(s, s.expand_next))
             self.expand(state, state.expand_next)
             state.expand_next += 1
-        while self.ready and self.admitted < self.window:
+        while self.ready and len(self.in_flight) < self.window:
             _, name, unit = heapq.heappop(self.ready)
-            self.admit(self.states[name], unit)
+            if self.states[name].closed:
+                self.states[name].prompts.pop(unit)
+            else:
+                self.admit(self.states[name], unit)
 
     def priority(self, state: CategoryState, unit: int) -> tuple:
         """Shard-plan order: unit u of a category is about u / (units of its first round) of the way through it."""
@@ -343,7 +381,6 @@ class Run:
             self.reused["prompt_parts"] += 1
             self.progress.advance(self.bars["prompts"], len(unit_list) * self.unit_size)
             self.stages.filter.remember(name, prompts)
-            state.drops.update(drops)
             state.expand_next = state.filter_next = unit_list[-1] + 1
             by_unit: dict[int, list[Prompt]] = {unit: [] for unit in unit_list}
             for prompt in prompts:
@@ -351,7 +388,8 @@ class Run:
             judged = [cache.judged_path(name, u) for u in unit_list if state.cached(cache.judged_path(name, u))]
             found = self.storage.read_many(judged)  # one concurrent fetch per part, not one request per unit
             for unit, unit_prompts in by_unit.items():
-                self.unit_ready(state, unit, unit_prompts, found.get(cache.judged_path(name, unit)))
+                self.unit_ready(state, unit, unit_prompts, Counter(drops.get(unit, {})),
+                                found.get(cache.judged_path(name, unit)))
 
     def expand(self, state: CategoryState, unit: int) -> None:
         name = state.category.name
@@ -367,7 +405,7 @@ class Run:
     def expanded(self, task: Task, answers: list) -> None:
         work: ExpansionWork = task.work
         state = self.states[work.category.name]
-        if state.expansion_blocked:
+        if state.expansion_blocked or state.closed:
             self.expanding -= 1
             return
         state.answers[work.requests[0].unit] = answers
@@ -384,23 +422,26 @@ class Run:
         state, unit = self.states[work.category.name], work.requests[0].unit
         prompts, drops = result
         self.expanding -= 1
-        state.drops.update(drops)
         part = state.part_of(unit)
         state.part_prompts.setdefault(part.start, []).extend(prompts)
-        state.part_drops.setdefault(part.start, Counter()).update(drops)
+        state.part_drops.setdefault(part.start, {})[unit] = dict(sorted(drops.items()))
         if unit == part[-1]:  # the part's last unit: filtered in order, so the whole part is
             name = state.category.name
             cache.write_prompts(self.storage, name, work.round, state.part_prompts.pop(part.start), list(part),
-                                dict(state.part_drops.pop(part.start)))
+                                state.part_drops.pop(part.start))
             failpoints.reached("prompts.part_written", cache.unit_name(name, part.start))
         judged = cache.judged_path(state.category.name, unit)
         found = self.storage.read_bytes(judged) if state.cached(judged) else None
-        self.unit_ready(state, unit, prompts, found)
+        self.unit_ready(state, unit, prompts, drops, found)
 
     # Candidates and verdicts -------------------------------------------------------------
 
-    def unit_ready(self, state: CategoryState, unit: int, prompts: list[Prompt], judged: bytes | None) -> None:
+    def unit_ready(self, state: CategoryState, unit: int, prompts: list[Prompt], drops: Counter,
+                   judged: bytes | None) -> None:
         """A filtered unit: done when its verdicts are cached (or it has no prompts), else waits to be admitted."""
+        if state.closed:
+            return
+        state.filter_drops[unit] = drops
         if not prompts:
             self.finish_unit(state, unit, [])
         elif judged is not None:
@@ -418,12 +459,10 @@ class Run:
         if (name, unit) in self.earlier_failures:
             self.skip_failed(state, unit)
             return
-        self.admitted += 1
         self.grow("candidates", 2 * len(prompts))
         self.grow("judged", len(prompts))
         by_id = {p.id: p for p in prompts}
         by_generator = specs_by_generator(self.config, prompts)
-        self.generators[name, unit] = list(by_generator)
         missing = {}
         for generator, specs in by_generator.items():
             if state.cached(cache.candidates_path(name, unit, generator)):
@@ -432,7 +471,7 @@ class Run:
                 missing[generator] = specs
         if len(missing) < len(by_generator):
             self.reused["candidate_units"] += 1
-        self.parts_left[name, unit] = len(missing)
+        self.in_flight[name, unit] = InFlight(list(by_generator), {g: len(specs) for g, specs in missing.items()})
         for generator, specs in missing.items():
             texts = [generation_text(by_id[s.prompt_id], s) for s in specs]
             self.scheduler.submit(f"generate:{generator}", cache.unit_name(name, unit),
@@ -442,41 +481,44 @@ class Run:
 
     def generated(self, task: Task, count: int) -> None:
         work: GenerationWork = task.work
-        self.progress.advance(self.bars["candidates"], count)
-        key = (work.category, work.unit)
-        if key not in self.parts_left:  # another generator gave up on this unit
+        unit = self.in_flight.get((work.category, work.unit))
+        if unit is None:  # dropped: another generator gave up on it, or its category is full
             return
-        self.parts_left[key] -= 1
-        if not self.parts_left[key]:
-            del self.parts_left[key]
+        self.progress.advance(self.bars["candidates"], unit.missing.pop(work.specs[0].generator))
+        if not unit.missing:
             self.judge(self.states[work.category], work.unit)
 
     def judge(self, state: CategoryState, unit: int) -> None:
+        if state.closed:
+            self.drop(state, unit)
+            return
         name = state.category.name
         self.scheduler.submit("judge", cache.unit_name(name, unit),
-                              JudgeWork(state.category, unit, state.prompts[unit], self.generators.pop((name, unit))),
+                              JudgeWork(state.category, unit, state.prompts[unit], self.in_flight[name, unit].generators),
                               self.priority(state, unit))
 
     def judged_unit(self, task: Task, verdicts: list[Verdict]) -> None:
         work: JudgeWork = task.work
-        self.admitted -= 1
+        self.in_flight.pop((work.category.name, work.unit), None)
         self.done_this_run["judged"] += len(verdicts)
         self.finish_unit(self.states[work.category.name], work.unit, verdicts)
 
     def finish_unit(self, state: CategoryState, unit: int, verdicts: list[Verdict]) -> None:
+        """A judged unit; counted when the judged prefix reaches it, unless the quota is filled by then."""
         state.prompts.pop(unit, None)
         self.progress.advance(self.bars["judged"], len(verdicts))
-        for verdict in verdicts:
-            state.tally.add(verdict)
-            if not verdict.kept:
-                state.drops[verdict.reason] += 1
-        state.judged[unit] = [int(v.pair_id.rsplit("-p", 1)[1]) for v in verdicts if v.kept]
+        if state.closed:
+            return
+        state.judged[unit] = UnitOutcome.of(verdicts, state.filter_drops.pop(unit))
         while state.prefix in state.judged:
-            for index in state.judged.pop(state.prefix):
-                state.kept_units.append(state.prefix)
-                state.kept_index.append(index)
+            outcome = state.judged.pop(state.prefix)
+            if state.short:
+                state.count(state.prefix, outcome)
             state.prefix += 1
-            self.ask_for_more(state)
+            if state.short:
+                self.ask_for_more(state)
+            elif not state.closed:
+                self.close(state)
         self.write_ready_shards()
 
     def ask_for_more(self, state: CategoryState) -> None:
@@ -486,12 +528,34 @@ class Run:
         grows by: the same decisions whatever the timing, while later units are still in flight.
         """
         asked = state.requested
-        if not state.short or len(state.rounds) >= self.config.prompts.max_rounds or 2 * state.prefix < asked:
+        if len(state.rounds) >= self.config.prompts.max_rounds or 2 * state.prefix < asked:
             return
         rate = max(state.kept / (state.prefix * self.unit_size), MIN_KEEP_RATE)
         expected = state.kept + rate * (asked - state.prefix) * self.unit_size
         if expected < state.quota:
             self.add_round(state, math.ceil((state.quota - expected) / rate * 1.2 / self.unit_size))
+
+    def close(self, state: CategoryState) -> None:
+        """The judged prefix fills the category's quota: its later units are not part of the dataset.
+        Their queued work is dropped for good (running calls finish and are cached); nothing more of
+        the category is expanded, generated or judged."""
+        state.closed = True
+        name = state.category.name
+        for stage, task in self.scheduler.cancel(lambda task: task.unit.startswith(f"{name}/")):
+            if stage == ExpandStage.name:
+                self.expanding -= 1
+            elif (name, task.work.unit) in self.in_flight:
+                self.drop(state, task.work.unit)
+        self.expanding -= len(state.answers)
+        state.answers.clear()
+        state.filter_drops.clear()
+        state.judged.clear()
+
+    def drop(self, state: CategoryState, unit: int) -> None:
+        """An admitted unit of a closed category: no longer awaited."""
+        in_flight = self.in_flight.pop((state.category.name, unit))
+        self.grow("candidates", -sum(in_flight.missing.values()))
+        self.grow("judged", -len(state.prompts.pop(unit)))
 
     # Failures ----------------------------------------------------------------------------
 
@@ -499,19 +563,18 @@ class Run:
         """A stage gave up on a unit: recorded in the root; the run goes on with the others."""
         name, unit = task.unit.rsplit("/u", 1)
         state, unit = self.states[name], int(unit)
-        if unit in state.failed:  # a second generator of the same unit
+        if failure.stage == ExpandStage.name:
+            self.expanding -= 1
+        elif self.in_flight.pop((name, unit), None) is None:  # a second generator of it, or a closed category
+            return
+        if state.closed:
             return
         cache.write_failure(self.storage, name, unit, failure.model_dump())
         state.failed[unit] = failure
         self.console.print(f"warning: {failure.line()}; recorded in {self.storage.url}/{cache.failure_path(name, unit)}",
                            markup=False, highlight=False)
         if failure.stage == ExpandStage.name:
-            self.expanding -= 1
             self.stop_expanding(state)
-        else:
-            self.admitted -= 1
-            self.parts_left.pop((name, unit), None)
-            self.generators.pop((name, unit), None)
 
     def stop_expanding(self, state: CategoryState) -> None:
         """A unit that cannot be expanded blocks its category's filter (unit order): later answers are

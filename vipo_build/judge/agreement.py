@@ -251,21 +251,25 @@ class AgreementTally:
             self.observed += ((counts * counts).sum() - n) / (n * (n - 1))
             self.votes += counts
 
+    def update(self, other: AgreementTally) -> None:
+        """Add another tally's sums to this one."""
+        self.pairs += other.pairs
+        self.decided += other.decided
+        self.consistent += other.consistent
+        self.vote_share += other.vote_share
+        for dimension, (value, n) in other.margins.items():
+            self.margins[dimension][0] += value
+            self.margins[dimension][1] += n
+        self.reasons.update(other.reasons)
+        self.rated += other.rated
+        self.observed += other.observed
+        self.votes += other.votes
+
     @classmethod
     def merged(cls, tallies: Iterable[AgreementTally]) -> AgreementTally:
         total = cls()
         for tally in tallies:
-            total.pairs += tally.pairs
-            total.decided += tally.decided
-            total.consistent += tally.consistent
-            total.vote_share += tally.vote_share
-            for dimension, (value, n) in tally.margins.items():
-                total.margins[dimension][0] += value
-                total.margins[dimension][1] += n
-            total.reasons.update(tally.reasons)
-            total.rated += tally.rated
-            total.observed += tally.observed
-            total.votes += tally.votes
+            total.update(tally)
         return total
 
     def result(self) -> JudgeAgreement:

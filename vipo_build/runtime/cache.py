@@ -5,7 +5,9 @@
     cache/{category}/u{unit}.judged.json                 the unit's prompts and verdicts
     failed/{category}/u{unit}.json                       why a stage gave up on a unit (until it is retried)
 
-A resume lists each folder once and knows from the names what is done.
+A resume lists each folder once and knows from the names what is done. None of it is dataset
+content: a category's work stops when its judged prefix fills its quota, so which later units got
+done depends on timing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from vipo_build.runtime.storage import Storage
 PROMPTS_DIR = "prompts"
 PART_UNITS = 256  # units per prompt part: a round of 100,000 units is never held in memory whole
 FAILED_DIR = "failed"
+CACHE_DIR = "cache"
+# What a run keeps to resume, not dataset content: which units beyond a filled quota got done
+# before their category closed depends on timing.
+WORK_DIRS = (PROMPTS_DIR, CACHE_DIR, FAILED_DIR)
 
 
 def prompt_part(category: str, first_unit: int) -> str:
@@ -28,7 +34,7 @@ def prompt_part(category: str, first_unit: int) -> str:
 
 
 def category_dir(category: str) -> str:
-    return f"cache/{category}"
+    return f"{CACHE_DIR}/{category}"
 
 
 def unit_name(category: str, unit: int) -> str:
@@ -45,11 +51,13 @@ def judged_path(category: str, unit: int) -> str:
 
 
 def write_prompts(
-    storage: Storage, category: str, round_: int, prompts: list[Prompt], units: list[int], drops: dict[str, int]
+    storage: Storage, category: str, round_: int, prompts: list[Prompt], units: list[int],
+    drops: dict[int, dict[str, int]],
 ) -> None:
-    """One part's prompts; its round, its units (a unit may lose all its prompts) and drop counts go in the file's metadata."""
+    """One part's prompts; its round, its units (a unit may lose all its prompts) and each unit's filter
+    drops go in the file's metadata."""
     schema = pa.schema([(name, _arrow_type(name)) for name in Prompt.model_fields]).with_metadata(
-        {"round": str(round_), "units": json.dumps(units), "drops": json.dumps(dict(sorted(drops.items())))}
+        {"round": str(round_), "units": json.dumps(units), "drops": json.dumps(drops, sort_keys=True)}
     )
     storage.write_table(prompt_part(category, units[0]), pa.Table.from_pylist([p.model_dump() for p in prompts], schema=schema))
 
@@ -58,10 +66,12 @@ def _arrow_type(field: str) -> pa.DataType:
     return {"unit": pa.int32(), "index": pa.int32(), "round": pa.int32(), "constraints": pa.list_(pa.string())}.get(field, pa.string())
 
 
-def read_prompts(storage: Storage, category: str, first_unit: int) -> tuple[list[Prompt], list[int], dict[str, int]]:
+def read_prompts(storage: Storage, category: str, first_unit: int) -> tuple[list[Prompt], list[int], dict[int, dict[str, int]]]:
+    """A part's prompts, its units, and each unit's filter drops."""
     table = storage.read_table(prompt_part(category, first_unit))
     meta = table.schema.metadata
-    return [Prompt(**row) for row in table.to_pylist()], json.loads(meta[b"units"]), json.loads(meta[b"drops"])
+    drops = {int(unit): counts for unit, counts in json.loads(meta[b"drops"]).items()}
+    return [Prompt(**row) for row in table.to_pylist()], json.loads(meta[b"units"]), drops
 
 
 def write_candidates(storage: Storage, category: str, unit: int, generator: str, candidates: list[Candidate]) -> None:

@@ -34,7 +34,7 @@ from vipo_build.config import RayConfig
 from vipo_build.errors import VipoError, one_line
 from vipo_build.runtime import failpoints
 from vipo_build.runtime.actor_log import EXCEPTION_LINE
-from vipo_build.runtime.stage import Failure, Stage, StageActor
+from vipo_build.runtime.stage import Failure, Stage, StageActor, StageError
 
 
 def start_ray(config: RayConfig) -> None:
@@ -64,6 +64,8 @@ def describe_failure(err: BaseException) -> str:
     """One line for a failed remote call: the stage's own error when it raised one (an engine's
     names the model, the cause from its log and the log file), else the exception Ray reports."""
     cause = getattr(err, "cause", None)
+    if isinstance(cause, StageError):
+        return cause.cause
     if isinstance(cause, VipoError):
         return str(cause)
     if cause is not None and not isinstance(cause, ray.exceptions.RayError):
@@ -177,13 +179,17 @@ class Scheduler:
         heapq.heappush(pool.queue, (priority, next(self.seq), task))
         pool.peak_queued = max(pool.peak_queued, len(pool.queue))
 
-    def queued(self, stage: str) -> int:
-        """Units of a stage waiting for an actor or in its calls."""
-        pool = self.pools[stage]
-        return len(pool.queue) + sum(len(call.tasks) for calls in pool.calls.values() for call in calls)
-
-    def busy(self) -> bool:
-        return bool(self.calls) or any(p.queue for p in self.pools.values())
+    def cancel(self, dropped: Callable[[Task], bool]) -> list[tuple[str, Task]]:
+        """Take the queued tasks `dropped` selects out of every pool, for good: (stage, task) each.
+        Calls already sent run to the end."""
+        taken = []
+        for pool in self.pools.values():
+            kept = [entry for entry in pool.queue if not dropped(entry[2])]
+            if len(kept) < len(pool.queue):
+                taken += [(pool.name, entry[2]) for entry in pool.queue if dropped(entry[2])]
+                heapq.heapify(kept)
+                pool.queue = kept
+        return taken
 
     # Dispatch ---------------------------------------------------------------------------------
 
@@ -246,7 +252,8 @@ class Scheduler:
         try:
             results, seconds = ray.get(call.ref)
         except Exception as err:  # the stage raised, or its actor died for good
-            self._fail(call, describe_failure(err))
+            raised = err.cause if isinstance(getattr(err, "cause", None), StageError) else None
+            self._fail(call, describe_failure(err), raised)
             return
         pool.busy_seconds += seconds
         pool.items += len(call.tasks)
@@ -271,7 +278,7 @@ class Scheduler:
                 self._advance(call)
                 self._fail(call, f"timed out after {timeout:g} s")
 
-    def _fail(self, call: Call, cause: str) -> None:
+    def _fail(self, call: Call, cause: str, raised: StageError | None = None) -> None:
         """Retire the actor (its other calls go back to the queue as they were), then retry or give up."""
         pool = call.pool
         self._retire(pool, call.actor)
@@ -279,7 +286,8 @@ class Scheduler:
         for task in call.tasks:
             task.attempts += 1
             if task.attempts > retries:
-                pool.on_failure(task, Failure(stage=pool.name, unit=task.unit, attempts=task.attempts, cause=cause))
+                where = {"actor": raised.actor, "traceback": raised.trace} if raised else {}
+                pool.on_failure(task, Failure(stage=pool.name, unit=task.unit, attempts=task.attempts, cause=cause, **where))
                 continue
             self.warn(f"{pool.name} failed on unit {task.unit} (attempt {task.attempts} of {retries + 1}): {cause}; "
                       "retrying on a fresh actor")

@@ -7,12 +7,18 @@ the driver, in the order its work is given (the prompt filters: their dedup stat
 
 from __future__ import annotations
 
+import os
 import time
+import traceback
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from vipo_build.config import PoolConfig
+from vipo_build.errors import VipoError, one_line
+from vipo_build.runtime import actor_log
+
+TRACEBACK_LINES = 40  # of a failure's traceback, kept in its record
 
 
 class Stage:
@@ -31,6 +37,26 @@ class Stage:
         raise NotImplementedError
 
 
+class StageError(Exception):
+    """What a stage raised, as its caller gets it: the one-line cause, the actor that raised it
+    (process, node, log files) and the traceback."""
+
+    def __init__(self, cause: str, actor: str, trace: list[str]):
+        super().__init__(cause, actor, trace)
+        self.cause, self.actor, self.trace = cause, actor, trace
+
+    def __str__(self) -> str:
+        return self.cause
+
+
+def this_actor() -> str:
+    """Where this process runs and logs: "pid 123 on 10.0.0.5, log /tmp/ray/.../worker-....err"."""
+    import ray
+
+    logs = ", ".join(mark.path for mark in actor_log.marks())
+    return f"pid {os.getpid()} on {ray.util.get_node_ip_address()}" + (f", log {logs}" if logs else "")
+
+
 class StageActor:
     """The Ray actor of every pooled stage: set up once, then batches, each timed for the busy figures."""
 
@@ -40,7 +66,12 @@ class StageActor:
 
     def process(self, batch: list[Any]) -> tuple[list[Any], float]:
         start = time.perf_counter()
-        results = self.stage.process(batch)
+        try:
+            results = self.stage.process(batch)
+        except Exception as err:
+            cause = str(err) if isinstance(err, VipoError) else one_line(err)
+            trace = "".join(traceback.format_exception(err)).splitlines()[-TRACEBACK_LINES:]
+            raise StageError(cause, this_actor(), trace) from None
         return results, time.perf_counter() - start
 
 
@@ -53,6 +84,8 @@ class Failure(BaseModel):
     unit: str
     attempts: int
     cause: str
+    actor: str | None = Field(None, description="The process that raised it, its node and its log files.")
+    traceback: list[str] = Field(default_factory=list, description="The end of the traceback where the stage raised.")
 
     def line(self) -> str:
         attempts = f"{self.attempts} attempt{'s' if self.attempts > 1 else ''}"
