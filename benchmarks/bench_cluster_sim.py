@@ -1,10 +1,10 @@
 """The real driver on a SIMULATED 64-GPU cluster: does it keep the GPUs busy at scale?
 
 Local Ray with 64 logical GPUs runs the stages, generators and judge protocol of
-pipelines/image_1m.yaml, its pools refitted to the simulated GPUs and its quota scaled down (20,000
-pairs by default). The prompt LLM, generators and judge are timed stand-ins (benchmarks/sim_stages.py)
-whose service times come from a per-item H100 cost table, compressed by --scale real seconds per
-simulated second; the driver, scheduler, filters, storage and shard writer are the product's.
+pipelines/image_1m.yaml, its pools balanced on the simulated GPUs by `vipo-build plan` and its quota
+scaled down (20,000 pairs by default). The prompt LLM, generators and judge are timed stand-ins
+(benchmarks/sim_stages.py) whose service times come from the plan's H100 cost table, compressed by
+--scale real seconds per simulated second; the driver, scheduler, filters, storage and shard writer are the product's.
 
 Printed (targets in brackets, never asserted): busy fraction per pool [bottleneck >= 0.95],
 makespan / ideal [<= 1.1] where ideal is the largest (work / capacity) over the pools, time to the
@@ -34,63 +34,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sim_stages  # noqa: E402
 from vipo_build.config import PipelineConfig, load_config  # noqa: E402
-from vipo_build.prompts.accept import FilterStage  # noqa: E402
-from vipo_build.run import Run, Stages  # noqa: E402
+from vipo_build.cost_plan import applied, make_plan  # noqa: E402
+from vipo_build.run import Run  # noqa: E402
 from vipo_build.runtime.storage import Storage  # noqa: E402
 from vipo_build.shards.plan import ShardPlan  # noqa: E402
-from vipo_build.shards.stage import WriteShardStage  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sim_stages)  # Ray's workers cannot import the benchmarks folder
 
 GPU_MEMORY_GB = 80
 
 
-def gpu_seconds_per_prompt(config: PipelineConfig) -> dict[str, tuple[float, int]]:
-    """Pool -> (simulated GPU-seconds of work per expanded prompt, GPUs per actor)."""
-    from vipo_build.generate.registry import resolve_family
-
-    names = [g.name for g in config.generate.generators]
-    tp = config.prompts.engine.tensor_parallel_size
-    work = {"prompts": (tp / sim_stages.PROMPT_ENGINE.rate_per_s, tp)}
-    for g in config.generate.generators:
-        family = resolve_family(g.model, g.family)
-        per_actor = 1 if family is None or family.weights_gb <= GPU_MEMORY_GB else 2
-        # every pair strategy draws its generators uniformly: 2 / G candidates per prompt each
-        work[g.name] = (2 / len(names) * sim_stages.GENERATOR_SECONDS[g.name] * per_actor, per_actor)
-    tp = config.judge.engine.tensor_parallel_size
-    work["judge"] = (2 * config.judge.votes / sim_stages.JUDGE_ENGINE.rate_per_s * tp, tp)
-    return work
-
-
-def fit_pools(config: PipelineConfig, gpus: int) -> dict[str, int]:
-    """Actors per pool: one each, then one more at a time to the pool that would finish last."""
-    work = gpu_seconds_per_prompt(config)
-    actors = {name: 1 for name in work}
-    left = gpus - sum(per for _, per in work.values())
-    while True:
-        fits = [n for n in actors if work[n][1] <= left]
-        if not fits:
-            return actors
-        worst = max(fits, key=lambda n: work[n][0] / (actors[n] * work[n][1]))
-        actors[worst] += 1
-        left -= work[worst][1]
-
-
-def scaled_config(path: str, pairs: int, gpus: int, out: str) -> tuple[PipelineConfig, dict[str, int]]:
+def scaled_config(path: str, pairs: int, gpus: int, out: str) -> tuple[PipelineConfig, dict[str, float]]:
+    """The config at `pairs` pairs with the pools `vipo-build plan` balances on `gpus`, and each pool's
+    simulated seconds per item on one actor (from the plan's cost table)."""
     config, _ = load_config(path)
     raw = config.model_dump(mode="json")
     raw |= {"total_pairs": pairs, "output": out}
     raw["shards"]["pairs_per_shard"] = max(100, pairs // 40)
     config = PipelineConfig.model_validate(raw)
-    actors = fit_pools(config, gpus)
-    per = gpu_seconds_per_prompt(config)
-    config.prompts.pool = config.prompts.pool.model_copy(update={"actors": actors["prompts"], "units_per_call": 16,
-                                                                   "num_gpus": per["prompts"][1]})
-    config.judge.pool = config.judge.pool.model_copy(update={"actors": actors["judge"], "units_per_call": 4,
-                                                               "num_gpus": per["judge"][1]})
-    for g in config.generate.generators:
-        g.pool = g.pool.model_copy(update={"actors": actors[g.name], "num_gpus": per[g.name][1]})
-    return config, {n: a * per[n][1] for n, a in actors.items()}
+    plan = make_plan(config, gpus, GPU_MEMORY_GB)
+    return applied(config, plan.stages), {s.pool: s.gpu_seconds_per_item / s.gpus_per_actor for s in plan.stages}
 
 
 class ObjectStorePeak(threading.Thread):
@@ -144,23 +107,19 @@ def main() -> None:
     args = parser.parse_args()
 
     work_dir = tempfile.mkdtemp(prefix="vipo-sim-")
-    config, gpus = scaled_config(args.config, args.pairs, args.gpus, f"{work_dir}/out")
+    config, seconds = scaled_config(args.config, args.pairs, args.gpus, f"{work_dir}/out")
     storage = Storage(config.output)
     plan = ShardPlan(config.shards.name, config.quotas(), config.shards.pairs_per_shard)
     cpus = sum(p.actors * p.num_cpus for p in [config.prompts.pool, config.judge.pool, config.shards.pool,
                                                 *(g.pool for g in config.generate.generators)])
     ray.init(num_cpus=int(cpus) + 1, num_gpus=args.gpus, include_dashboard=False, log_to_driver=False,
              object_store_memory=2 * 2**30)
-    print(f"simulated cluster: {args.gpus} GPUs; pools (GPUs): {', '.join(f'{n} {g}' for n, g in gpus.items())}")
+    pools = {"prompts": config.prompts.pool, "judge": config.judge.pool,
+             **{f"generate:{g.name}": g.pool for g in config.generate.generators}}
+    print(f"simulated cluster: {args.gpus} GPUs; pools (actors x GPUs): "
+          f"{', '.join(f'{n} {p.actors} x {p.num_gpus:g}' for n, p in pools.items())}")
     print(f"{plan.total_pairs:,} pairs in {plan.num_shards} shards; 1 simulated s = {args.scale * 1000:g} ms")
-    stages = Stages(
-        prompts=sim_stages.SimulatedExpand(config.prompts, config.seed, args.scale),
-        filter=FilterStage(config.prompts, list(config.categories)),
-        generators={g.name: sim_stages.SimulatedGenerate(g, config.generate.image, storage, args.scale)
-                    for g in config.generate.generators},
-        judge=sim_stages.SimulatedJudge(config.judge, config.seed, storage, args.scale),
-        shards=WriteShardStage(config, storage),
-    )
+    stages = sim_stages.simulated_stages(config, storage, args.scale, seconds)
     run = TimedRun(config, plan, storage, {}, Console(quiet=True), stages=stages)
     warm_up(run)
     sampler = ObjectStorePeak()
@@ -174,8 +133,6 @@ def main() -> None:
 
     stats = result["stages"]
     # ideal: the pool with the most work per actor, run back to back (simulated busy seconds)
-    pools = {"prompts": config.prompts.pool, "judge": config.judge.pool,
-             **{f"generate:{g.name}": g.pool for g in config.generate.generators}}
     per_actor = {name: stats[name]["busy_seconds"] / pool.actors for name, pool in pools.items() if name in stats}
     bottleneck = max(per_actor, key=per_actor.get)
     ideal = per_actor[bottleneck]

@@ -1,8 +1,8 @@
 """SIMULATION ONLY: timed stand-ins for the prompt LLM, the generators and the judge, for
 bench_cluster_sim.py. Never part of the product, never used by a test of a library.
 
-Each simulated stage sleeps what its model would take on an H100 (from COSTS, compressed by
-`scale` real seconds per simulated second) and returns small real data: seeded prompt texts that
+Each simulated stage sleeps what its model would take on an H100 (seconds per item from the
+caller, e.g. `vipo-build plan`'s cost table; compressed by `scale` real seconds per simulated second) and returns small real data: seeded prompt texts that
 pass the real filters, 8x8 JPEG candidates written to the real cache, verdicts aggregated by the
 real judge code from seeded votes. Everything around them is the product: driver, scheduler,
 filters, storage, shard writer.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,26 +28,25 @@ from vipo_build.runtime.stage import Stage
 from vipo_build.runtime.storage import Storage
 from vipo_build.seeding import derive_seed
 
+if TYPE_CHECKING:
+    from vipo_build.config import PipelineConfig
+    from vipo_build.run import Stages
+
 
 @dataclass(frozen=True)
 class EngineCost:
-    """A vLLM engine: a call of n requests takes latency + n / rate simulated seconds, so a
-    starved engine (small calls) serves far fewer requests per second than a full one."""
+    """A vLLM engine: a call of n requests takes latency + n x seconds_per_request simulated seconds,
+    so a starved engine (small calls) serves far fewer requests per second than a full one."""
 
     latency_s: float
-    rate_per_s: float
+    seconds_per_request: float
 
     def seconds(self, requests: int) -> float:
-        return self.latency_s + requests / self.rate_per_s if requests else 0.0
+        return self.latency_s + requests * self.seconds_per_request if requests else 0.0
 
 
-# H100 seconds per 1024 px candidate at the steps of image_1m.yaml (FLOP-based estimates), and the
-# engines of its prompt LLM (Qwen2.5-32B, TP 2, ~300 answer tokens) and judge (Qwen2.5-VL-72B,
-# TP 4, two 1024 px images per request).
-GENERATOR_SECONDS = {"flux1-dev": 12.0, "flux2-dev": 30.0, "qwen-image": 46.0, "hidream-i1": 35.0,
-                     "sd35-large": 8.0, "sana15": 2.0, "pixart-sigma": 1.0}
-PROMPT_ENGINE = EngineCost(latency_s=15.0, rate_per_s=10.0)
-JUDGE_ENGINE = EngineCost(latency_s=12.0, rate_per_s=4.0)
+# Simulated seconds an engine call takes before its first answer (prefill of a full batch).
+ENGINE_LATENCY_S = {"prompts": 15.0, "judge": 12.0}
 KEEP_SIDE_P = 0.85  # chance a simulated vote picks the pair's seeded better side
 
 WORDS = [f"{a}{b}" for a in ("red", "blue", "old", "tall", "soft", "bright", "quiet", "wild", "tiny", "vast")
@@ -61,11 +61,11 @@ def sleep(scale: float, seconds: float) -> None:
 class SimulatedExpand(Stage):
     name = "prompts"
 
-    def __init__(self, config: PromptStageConfig, seed: int, scale: float):
-        self.config, self.seed, self.scale, self.resources = config, seed, scale, config.pool
+    def __init__(self, config: PromptStageConfig, seed: int, scale: float, engine: EngineCost):
+        self.config, self.seed, self.scale, self.engine, self.resources = config, seed, scale, engine, config.pool
 
     def process(self, batch: list[ExpansionWork]) -> list[list[dict]]:
-        sleep(self.scale, PROMPT_ENGINE.seconds(sum(len(w.requests) for w in batch)))
+        sleep(self.scale, self.engine.seconds(sum(len(w.requests) for w in batch)))
         out = []
         for work in batch:
             answers = []
@@ -83,10 +83,10 @@ class SimulatedExpand(Stage):
 
 
 class SimulatedGenerate(Stage):
-    def __init__(self, generator: GeneratorConfig, image: ImageOutputConfig, storage: Storage, scale: float):
-        self.config, self.image, self.storage, self.scale = generator, image, storage, scale
+    def __init__(self, generator: GeneratorConfig, image: ImageOutputConfig, storage: Storage, scale: float,
+                 seconds: float):
+        self.config, self.image, self.storage, self.scale, self.seconds = generator, image, storage, scale, seconds
         self.name, self.resources = f"generate:{generator.name}", generator.pool
-        self.seconds = GENERATOR_SECONDS[generator.name]
 
     def setup(self) -> None:
         """Stands in for loading the model: warms what the first batch would otherwise load (image
@@ -118,14 +118,15 @@ class SimulatedGenerate(Stage):
 class SimulatedJudge(Stage):
     name = "judge"
 
-    def __init__(self, config: JudgeStageConfig, seed: int, storage: Storage, scale: float):
-        self.config, self.seed, self.storage, self.scale, self.resources = config, seed, storage, scale, config.pool
+    def __init__(self, config: JudgeStageConfig, seed: int, storage: Storage, scale: float, engine: EngineCost):
+        self.config, self.seed, self.storage, self.scale, self.engine = config, seed, storage, scale, engine
+        self.resources = config.pool
 
     def process(self, batch: list[JudgeWork]) -> list[list[Verdict]]:
         for work in batch:  # read what the real judge reads
             cache.read_candidates(self.storage, work.category.name, work.unit, work.generators)
         requests = sum(len(w.prompts) for w in batch) * 2 * self.config.votes
-        sleep(self.scale, JUDGE_ENGINE.seconds(requests))
+        sleep(self.scale, self.engine.seconds(requests))
         out = []
         for work in batch:
             dims = work.category.rubric.dimension_names
@@ -146,3 +147,20 @@ class SimulatedJudge(Stage):
             cache.write_judged(self.storage, work.category.name, work.unit, work.prompts, verdicts)
             out.append(verdicts)
         return out
+
+
+def simulated_stages(config: PipelineConfig, storage: Storage, scale: float, seconds: dict[str, float]) -> Stages:
+    """The product's filter and shard writer with simulated engines and generators; `seconds`: pool ->
+    simulated seconds per item on one actor (prompt, candidate, judge request)."""
+    from vipo_build.prompts.accept import FilterStage
+    from vipo_build.run import Stages
+    from vipo_build.shards.stage import WriteShardStage
+
+    return Stages(
+        prompts=SimulatedExpand(config.prompts, config.seed, scale, EngineCost(ENGINE_LATENCY_S["prompts"], seconds["prompts"])),
+        filter=FilterStage(config.prompts, list(config.categories)),
+        generators={g.name: SimulatedGenerate(g, config.generate.image, storage, scale, seconds[f"generate:{g.name}"])
+                    for g in config.generate.generators},
+        judge=SimulatedJudge(config.judge, config.seed, storage, scale, EngineCost(ENGINE_LATENCY_S["judge"], seconds["judge"])),
+        shards=WriteShardStage(config, storage),
+    )

@@ -279,3 +279,84 @@ def test_s3_root_with_dropped_connections_and_a_kill(small, tmp_path):
     unreachable = vipo("status", url, env={**env, "AWS_MAX_ATTEMPTS": "1"})  # the server is gone now
     assert unreachable.returncode == 2 and len(unreachable.stderr.strip().splitlines()) == 1
     assert unreachable.stderr.startswith(f"error: {url}: cannot open the output root: "), unreachable.stderr
+
+
+RAY = Path(sys.executable).with_name("ray")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stage_actors(raylet: psutil.Process) -> list[psutil.Process]:
+    """Stage actors living on a node: its raylet's worker processes titled after the actor class."""
+    found = []
+    for child in raylet.children(recursive=True):
+        try:
+            if "StageActor" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
+def raylet_of(node_manager_port: int) -> psutil.Process:
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "raylet" in cmdline and f"--node_manager_port={node_manager_port}" in cmdline:
+            return process
+    raise AssertionError(f"no raylet on port {node_manager_port}")
+
+
+@pytest.mark.timeout(900)
+def test_two_node_cluster_on_s3_spreads_the_work_survives_a_lost_node_and_writes_the_same_bytes(small, tmp_path):
+    config, reference, _ = small
+    wider = yaml.safe_load(config.read_text())
+    wider["generate"]["generators"][0]["pool"]["actors"] = 2
+    wider["judge"]["pool"]["actors"] = 2
+    wider["ray"] = {}  # a cluster's own resources, not a local Ray's
+    config = write_config(tmp_path / "cluster.yaml", wider)
+    # The nodes start without the storage credentials: the driver's reach the workers through Ray's runtime env.
+    # A new head turns Ray's token authentication on; the second node and the driver use its token.
+    bare_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FSSPEC_"))}, "RAY_AUTH_MODE": "token"}
+    port, second_port = free_port(), free_port()
+    # The pools ask for 4.5 CPUs: Ray places some on the second node once the head is half used, and
+    # the head alone can hold them all when the second node is gone.
+    try:
+        subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=5", "--include-dashboard=false",
+                        "--disable-usage-stats"], check=True, capture_output=True, env=bare_env, timeout=120)
+        subprocess.run([str(RAY), "start", f"--address=127.0.0.1:{port}", f"--node-manager-port={second_port}",
+                        "--num-cpus=3", "--disable-usage-stats"], check=True, capture_output=True, env=bare_env, timeout=120)
+        address = {"RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_AUTH_MODE": "token"}
+        refused = vipo("run", str(config), "--out", str(tmp_path / "local"), env=address)
+        assert refused.returncode == 2 and refused.stderr.strip() == (
+            f"error: {tmp_path / 'local'}: a local output root on a 2-node cluster: each node's actors would write to "
+            "their own disk; use a URL every node reaches (s3://, gs://, ...)")
+        assert not (tmp_path / "local").exists()
+
+        url = "s3://vipo-test/runs/two-nodes"
+        with s3_server("vipo-test") as (env, _, fs):
+            second = raylet_of(second_port)
+            run = subprocess.Popen([sys.executable, "-m", "vipo_build.cli", "run", str(config), "--out", url],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, **env, **address})
+            deadline = time.time() + 600
+            while not stage_actors(second) and run.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            spread = stage_actors(second)
+            assert spread, "no stage actor was placed on the second node"
+            time.sleep(2)
+            assert run.poll() is None, "the run ended before the node could be lost"
+            second.kill()  # the node is lost mid-run, its actors with it
+            stdout, stderr = run.communicate(timeout=600)
+            assert run.returncode == 0, stdout + stderr
+            for shard in (reference / "shards").iterdir():
+                assert fs.cat_file(f"vipo-test/runs/two-nodes/shards/{shard.name}") == shard.read_bytes()
+            secret = CREDENTIALS["AWS_SECRET_ACCESS_KEY"].encode()
+            assert not [p for p in fs.find("vipo-test") if secret in fs.cat_file(p)]
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)

@@ -245,3 +245,46 @@ def test_audit_of_the_tiny_run_counts_what_the_manifests_hold(tiny_run):
     assert {c["category"]: c["pairs"] for c in report["run"]["categories"]} == per_category == plan.quotas
     assert report["passed"] and report["offenders"] == []
     assert (root / "reports" / "audit.html").stat().st_size > 10_000
+
+
+def candidate_files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in (root / "cache").rglob("*.candidates.parquet")}
+
+
+def test_gc_frees_only_what_no_shard_will_read_and_resume_status_verify_audit_work_after_it(tiny_run, tmp_path):
+    config, root, plan = tiny_run
+    copy = tmp_path / "out"
+    shutil.copytree(root, copy)
+    victim = plan.shard_name(2)
+    original = {ext: (copy / "shards" / f"{victim}.{ext}").read_bytes() for ext in ("tar", "parquet", "json")}
+    for ext in original:
+        (copy / "shards" / f"{victim}.{ext}").unlink()
+    everything = candidate_files(copy)
+    (copy / "cache" / "aesthetics" / "u000000.judged.json.tmp-0badf00d").write_bytes(b"cut short")  # a killed write
+
+    dry = vipo("gc", str(copy), "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.startswith("gc would free "), dry.stdout + dry.stderr
+    assert candidate_files(copy) == everything
+    freed = vipo("gc", str(copy))
+    assert freed.returncode == 0, freed.stdout + freed.stderr
+    kept = candidate_files(copy)
+    # a unit keeps its candidates while one of its kept pairs is in no committed shard (the missing
+    # one's, or past its category's quota until every shard is committed); judged files all stay
+    committed = {k for p in (copy / "shards").glob("*.parquet") for k in pq.read_table(p).column("key").to_pylist()}
+    waiting = {f"{j.parent.name}/{j.name.split('.', 1)[0]}" for j in (copy / "cache").glob("*/*.judged.json")
+               if {v["pair_id"] for v in json.loads(j.read_text())["verdicts"] if v["kept"]} - committed}
+    assert {p.split("/", 1)[1].split(".", 1)[0] for p in kept} == waiting
+    assert len(kept) < len(everything) and not list(copy.rglob("*.tmp-*"))
+    assert all((copy / "cache" / f"{unit}.judged.json").is_file() for unit in
+               {p.split("/", 1)[1].split(".", 1)[0] for p in everything})
+
+    resumed = vipo("run", str(config), "--out", str(copy), "--gc")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1].startswith("gc freed ")
+    for ext, data in original.items():
+        assert (copy / "shards" / f"{victim}.{ext}").read_bytes() == data
+    assert candidate_files(copy) == set()  # every shard committed: no candidate is needed again
+    for command in (("verify", str(copy)), ("status", str(copy), "--json"), ("audit", str(copy))):
+        result = vipo(*command)
+        assert result.returncode == 0, command + (result.stdout, result.stderr)
+    assert json.loads(vipo("status", str(copy), "--json").stdout)["shards"]["complete"] == plan.num_shards

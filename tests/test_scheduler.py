@@ -165,11 +165,9 @@ def test_preflight_refuses_pools_that_cannot_all_run_at_once():
 
 def simulated_run(tmp_path: Path, overgen: float = 1.0, **ray_overrides):
     """The product's driver, filters, storage and shard writer; simulated model stages (1 simulated s = 1 ms)."""
-    from vipo_build.prompts.accept import FilterStage
-    from vipo_build.run import Run, Stages
+    from vipo_build.run import Run
     from vipo_build.runtime.storage import Storage
     from vipo_build.shards.plan import ShardPlan
-    from vipo_build.shards.stage import WriteShardStage
 
     raw = tiny_config(output=str(tmp_path / "out"))
     raw["categories"] = {"aesthetics": {"pairs": 40}, "composition": {"pairs": 40}}
@@ -181,14 +179,9 @@ def simulated_run(tmp_path: Path, overgen: float = 1.0, **ray_overrides):
     config = PipelineConfig.model_validate(raw)
     storage = Storage(config.output)
     plan = ShardPlan(config.shards.name, config.quotas(), config.shards.pairs_per_shard)
-    scale = 0.001
-    stages = Stages(
-        prompts=sim_stages.SimulatedExpand(config.prompts, config.seed, scale),
-        filter=FilterStage(config.prompts, list(config.categories)),
-        generators={g.name: sim_stages.SimulatedGenerate(g, config.generate.image, storage, scale) for g in config.generate.generators},
-        judge=sim_stages.SimulatedJudge(config.judge, config.seed, storage, scale),
-        shards=WriteShardStage(config, storage),
-    )
+    # simulated seconds per prompt, candidate and judge request on one actor
+    seconds = {"prompts": 0.1, "generate:sd35-large": 8.0, "generate:sana15": 2.0, "judge": 0.25}
+    stages = sim_stages.simulated_stages(config, storage, 0.001, seconds)
     events = []
 
     class Noting(Run):

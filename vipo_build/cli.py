@@ -36,6 +36,7 @@ def run(
     out: Optional[str] = typer.Option(None, "--out", help="Dataset root (path or fsspec URL); default: the config's output."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan without loading any model."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry the units an earlier run recorded as failed."),
+    gc: bool = typer.Option(False, "--gc", help="When every shard is committed, delete the candidate caches (as `vipo-build gc`)."),
 ) -> None:
     """Run (or resume) a pipeline: prompts -> candidates -> judged pairs -> committed shards."""
     from vipo_build.run import prepare, run as run_pipeline
@@ -43,10 +44,84 @@ def run(
     try:
         if dry_run:
             show_plan(*prepare(config, out))
+            if prepare(config, out)[0].ray.cluster_gpus:  # sized for a cluster: what it will cost there
+                from vipo_build.cost_plan import show
+
+                resolved, costs = cost_plan_of(config, None, None, None)
+                show(costs, resolved, console)
             return
         run_pipeline(config, out, console, retry_failed=retry_failed)
+        if gc:
+            from vipo_build.run import open_root
+            from vipo_build.runtime import cache_gc
+
+            console.print(cache_gc.describe(cache_gc.collect(open_root(prepare(config, out)[2])), dry_run=False))
     except VipoError as err:
         _fail(err)
+
+
+@app.command("gc")
+def gc_command(
+    root: str = typer.Argument(..., help="Dataset root (path or fsspec URL)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be deleted; delete nothing."),
+) -> None:
+    """Delete the candidate caches no run will read again (their pairs are all in committed shards, or dropped)."""
+    from vipo_build.run import open_root
+    from vipo_build.runtime import cache_gc
+    from vipo_build.runtime.lock import writer_lock
+
+    try:
+        storage = open_root(root)
+        if not storage.exists("run.json"):
+            raise VipoError(f"{root}: no run.json: not a vipo-build dataset root (or not started yet)")
+        if dry_run:
+            garbage = cache_gc.collect(storage, dry_run=True)
+        else:
+            with writer_lock(storage):  # not while a run writes the root
+                garbage = cache_gc.collect(storage)
+        console.print(cache_gc.describe(garbage, dry_run))
+    except VipoError as err:
+        _fail(err)
+
+
+@app.command()
+def plan(
+    config: Path = typer.Argument(..., help="Pipeline YAML, e.g. pipelines/image_1m.yaml."),
+    gpus: Optional[int] = typer.Option(None, "--gpus", min=1, help="GPUs to balance the pools on; default: ray.cluster_gpus."),
+    gpu_memory_gb: Optional[float] = typer.Option(None, "--gpu-memory-gb", min=1, help="Memory of one GPU; default: ray.gpu_memory_gb."),
+    from_root: Optional[str] = typer.Option(None, "--from-root", help="Root of an earlier or pilot run: its measured rates replace the cost table's."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+) -> None:
+    """What a config costs (GPU-hours per stage, wall clock, storage, requests) and the pool sizes that balance it on N GPUs."""
+    try:
+        found = cost_plan_of(config, gpus, gpu_memory_gb, from_root)
+    except VipoError as err:
+        _fail(err)
+    from vipo_build.cost_plan import show, to_json
+
+    if as_json:
+        print(to_json(found[1]))
+    else:
+        show(found[1], found[0], console)
+
+
+def cost_plan_of(config_path: Path, gpus: int | None, gpu_memory_gb: float | None, from_root: str | None):
+    """(config, cost plan) for the plan command and the dry run."""
+    from vipo_build.config import load_config
+    from vipo_build.cost_plan import make_plan, measured_rates
+    from vipo_build.runtime.storage import Storage
+
+    config, _ = load_config(config_path)
+    gpus = gpus or config.ray.cluster_gpus
+    if gpus is None:
+        raise VipoError(f"{config_path}: how many GPUs? give --gpus, or set ray.cluster_gpus in the config")
+    measured = {}
+    if from_root:
+        storage = Storage(from_root)
+        if not storage.exists("summary.json"):
+            raise VipoError(f"{from_root}: no summary.json: not a finished (or stopped) run's root")
+        measured = measured_rates(json.loads(storage.read_bytes("summary.json")), config)
+    return config, make_plan(config, gpus, gpu_memory_gb or config.ray.gpu_memory_gb, config.ray.cluster_cpus, measured)
 
 
 def show_plan(config, plan, root: str) -> None:

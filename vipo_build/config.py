@@ -52,6 +52,9 @@ class EngineConfig(Strict):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of accelerator memory (of RAM on CPU) for weights and KV cache.")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans.")
     enforce_eager: bool = Field(False, description="Skip CUDA graph capture (faster start, slower decode).")
+    gpu_seconds_per_request: float | None = Field(
+        None, gt=0, description="GPU-seconds one request takes at full concurrency, for `vipo-build plan`; default: the "
+        "registry's figure for the model.")
     options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments for vllm.LLM, passed as-is.")
     endpoint: EndpointConfig | None = Field(
         None, description="Ask an OpenAI-compatible server (e.g. `vllm serve`) instead of loading the model in the stage's "
@@ -97,6 +100,13 @@ class GeneratorConfig(Strict):
     call_options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments for the pipeline call, passed as-is.")
     compile: bool = Field(False, description="torch.compile the denoiser (transformer or UNet): slower start, faster steps.")
     cpu_offload: bool = Field(False, description="Keep idle components in CPU memory (diffusers model CPU offload), for GPUs too small for the whole pipeline.")
+    first_block_cache: float | None = Field(
+        None, gt=0, lt=1, description="diffusers' first-block cache at this threshold: a step whose first denoiser block "
+        "output changed less than this reuses the rest of the last step's (fewer full passes; the pixels change, so it "
+        "counts in the drift check). Denoisers with diffusers' cache support only.")
+    gpu_seconds_per_candidate: float | None = Field(
+        None, gt=0, description="GPU-seconds one candidate takes, for `vipo-build plan`; default: the registry's cost "
+        "figure scaled to this size, frames and steps.")
     pool: PoolConfig = Field(default_factory=PoolConfig)
 
     @model_validator(mode="before")
@@ -174,6 +184,9 @@ class RayConfig(Strict):
         "all generator and judge actors can hold.")
     gpu_memory_gb: float | None = Field(None, gt=0, description="Memory of one cluster GPU, for the preflight's check of "
                                                                 "model sizes; default: what the driver's own GPU has, if any.")
+    cluster_gpus: int | None = Field(None, ge=1, description="GPUs of the cluster the pools are sized for: what "
+                                                             "`vipo-build plan` balances them on by default.")
+    cluster_cpus: int | None = Field(None, ge=1, description="CPUs of that cluster.")
 
 
 class PipelineConfig(Strict):
@@ -257,7 +270,7 @@ class PipelineConfig(Strict):
 
 # Fields that only change how fast a run goes, never what it writes.
 # Where and how fast the work runs, never what it produces (an endpoint's model and re-asks do count).
-RUNTIME_ONLY = ("pool", "ray", "output", "compile", "cpu_offload", "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
+RUNTIME_ONLY = ("pool", "ray", "output", "compile", "cpu_offload", "gpu_seconds_per_candidate", "gpu_seconds_per_request", "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
                 "backoff_s", "max_backoff_s", "wait_for_server_s")
 
 

@@ -81,6 +81,16 @@ def check(config: PipelineConfig, cluster: Cluster) -> None:
         raise VipoError(f"this config cannot run on this cluster: {'; '.join(found)}")
 
 
+def check_root(storage_url: str, is_local: bool) -> None:
+    """A local root on a multi-node cluster would scatter the cache over the nodes' own disks."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if is_local and len(nodes) > 1:
+        raise VipoError(f"{storage_url}: a local output root on a {len(nodes)}-node cluster: each node's actors would "
+                        "write to their own disk; use a URL every node reaches (s3://, gs://, ...)")
+
+
 def cluster_now(ray_config: RayConfig) -> Cluster:
     """The cluster the driver is connected to (after ray.init)."""
     import ray

@@ -122,6 +122,7 @@ def run(config_path: str | Path, out: str | None, console: Console, retry_failed
         console.print(f"All {plan.num_shards} shards in {root} are already committed; nothing to do.")
         return None
     start_ray(config.ray)
+    preflight.check_root(storage.url, storage.is_local)
     preflight.check(config, preflight.cluster_now(config.ray))  # before anything is written or loaded
     with writer_lock(storage):
         started = check_drift(storage, config)  # again, now that no other run can change the root

@@ -46,7 +46,8 @@ def root_status(storage: Storage) -> dict:
             reasons.update(v["reason"] for v in json.loads(data)["verdicts"])
         stages["prompts"].update(done=prompts, total=units * config.generate.unit_size)
         # a unit has one candidates file per generator it uses
-        with_candidates = {n.split(".", 1)[0] for n in cached if n.endswith(".candidates.parquet")}
+        # (or was: gc deletes the candidates of judged units whose pairs are all committed)
+        with_candidates = {n.split(".", 1)[0] for n in cached if n.endswith((".candidates.parquet", ".judged.json"))}
         stages["candidates"].update(done=len(with_candidates), total=units)
         stages["judged"].update(done=len(judged), total=units)
         categories[name] = {

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vipo_build.config import GeneratorConfig, ImageOutputConfig
+from vipo_build.errors import VipoError
 from vipo_build.generate.encode import encode_image, encode_video
 from vipo_build.records import Candidate, CandidateSpec
 from vipo_build.runtime import cache, failpoints
@@ -42,10 +43,17 @@ class GenerateStage(Stage):
         self.pipeline = load_pipeline(family, generator.model, generator.dtype, "cpu" if generator.cpu_offload else self.device)
         if generator.cpu_offload and self.device == "cuda":
             self.pipeline.enable_model_cpu_offload()
+        denoiser_name = next(n for n in ("transformer", "unet") if getattr(self.pipeline, n, None) is not None)
+        if generator.first_block_cache:
+            from diffusers.hooks import FirstBlockCacheConfig
+
+            denoiser = getattr(self.pipeline, denoiser_name)
+            if not hasattr(denoiser, "enable_cache"):
+                raise VipoError(f"generator {generator.name}: first_block_cache: {type(denoiser).__name__} has no "
+                                "diffusers cache support")
+            denoiser.enable_cache(FirstBlockCacheConfig(threshold=generator.first_block_cache))
         if generator.compile:
-            for name in ("transformer", "unet"):
-                if getattr(self.pipeline, name, None) is not None:
-                    setattr(self.pipeline, name, torch.compile(getattr(self.pipeline, name)))
+            setattr(self.pipeline, denoiser_name, torch.compile(getattr(self.pipeline, denoiser_name)))
 
     def process(self, batch: list[GenerationWork]) -> list[int]:
         """Generates, encodes and caches each unit's candidates; returns how many each unit got."""

@@ -47,6 +47,24 @@ class LoadQuirks(Strict):
     extra_components: dict[str, ExtraComponent] = Field(default_factory=dict)
 
 
+class StepCost(Strict):
+    """H100 seconds per denoising step of one candidate at a reference size, guidance passes included."""
+
+    seconds_per_step: float = Field(gt=0)
+    size: Size
+    frames: int = Field(1, ge=1)
+    source: str = Field(description="Where the figure comes from, and when.")
+
+
+class EngineCost(Strict):
+    """A vLLM engine's GPU-seconds per request at full concurrency, for a reference request."""
+
+    gpu_seconds_per_request: float = Field(gt=0)
+    visual_tokens: int = Field(ge=0, description="Image or frame tokens of the reference request.")
+    note: str
+    source: str
+
+
 class Family(Strict):
     """One generator family: a diffusers pipeline class, a checkpoint, and how to drive it."""
 
@@ -76,6 +94,7 @@ class Family(Strict):
     load: LoadQuirks = Field(default_factory=LoadQuirks)
     tiny: str | None = Field(None, description="Tiny random-weight stand-in (models/tiny*.py).")
     weights_gb: float = Field(gt=0, description="GB of weights in the family's dtype, all components: what one GPU must hold without offload.")
+    cost: StepCost | None = Field(None, description="What a step costs, for `vipo-build plan`.")
     notes: str = ""
 
     @model_validator(mode="after")
@@ -96,6 +115,13 @@ def families() -> dict[str, Family]:
     """Every registered family by name, in registry.yaml order."""
     data = yaml.safe_load(REGISTRY_FILE.read_text())["families"]
     return {name: Family(name=name, **entry) for name, entry in data.items()}
+
+
+@cache
+def engine_costs() -> dict[str, EngineCost]:
+    """The cost figures of the vLLM engines the registry knows, by model."""
+    data = yaml.safe_load(REGISTRY_FILE.read_text())["engines"]
+    return {model: EngineCost(**entry) for model, entry in data.items()}
 
 
 def get_family(name: str) -> Family:

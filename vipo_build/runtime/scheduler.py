@@ -37,15 +37,22 @@ from vipo_build.runtime.actor_log import EXCEPTION_LINE
 from vipo_build.runtime.stage import Failure, Stage, StageActor, StageError
 
 
+# Environment variables that configure storage access (credentials, endpoints, regions): the
+# driver's reach every worker through Ray's runtime environment, which lives in the cluster's
+# control store, never in the dataset root.
+STORAGE_ENV_PREFIXES = ("AWS_", "FSSPEC_", "GOOGLE_", "GCS_", "AZURE_", "HF_")
+
+
 def start_ray(config: RayConfig) -> None:
     """Join the cluster at config.address or $RAY_ADDRESS, else start a local Ray."""
     if ray.is_initialized():
         return
     address = config.address or os.environ.get("RAY_ADDRESS")
-    env_vars = {"TOKENIZERS_PARALLELISM": "false", **{k: os.environ[k] for k in failpoints.ENV_VARS if k in os.environ}}
+    env_vars = {"TOKENIZERS_PARALLELISM": "false", **{k: os.environ[k] for k in failpoints.ENV_VARS if k in os.environ},
+                **{k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV_PREFIXES)}}
     runtime_env = {"env_vars": env_vars}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
         return
     # A new local Ray turns token authentication on by itself (the safe default we keep) and warns
     # that it did on stderr at every run.

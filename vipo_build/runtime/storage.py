@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+TMP_MARK = ".tmp-"  # in the name of a local write's temporary sibling
+
 
 class Storage:
     """Paths are relative to the root, '/'-separated."""
@@ -63,7 +65,7 @@ class Storage:
                 self.fs.put_file(spool.name, target)
             return
         self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp = f"{target}{TMP_MARK}{uuid.uuid4().hex[:8]}"
         try:
             with open(tmp, "wb") as f:
                 yield f
@@ -80,18 +82,24 @@ class Storage:
     def remove(self, rel: str) -> None:
         self.fs.rm(self.path(rel))
 
+    def remove_many(self, rels: list[str]) -> None:
+        """Delete files; object stores delete them in batched requests."""
+        if rels:
+            self.fs.rm([self.path(rel) for rel in rels])
+
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:
         """Names (not paths) of the files in a folder that end with suffix; [] when it does not exist."""
         return [n for n in self.sizes(rel_dir) if n.endswith(suffix)]
 
-    def sizes(self, rel_dir: str) -> dict[str, int]:
-        """Name -> bytes of the files in a folder, sorted by name, from one listing; {} when it does not exist."""
+    def sizes(self, rel_dir: str, unfinished: bool = False) -> dict[str, int]:
+        """Name -> bytes of the files in a folder, sorted by name, from one listing; {} when it does not exist.
+        Local writes a kill cut short (temporary siblings) are left out, unless `unfinished`."""
         try:
             entries = self.fs.ls(self.path(rel_dir), detail=True, refresh=True)
         except FileNotFoundError:
             return {}
         files = ((posixpath.basename(e["name"].rstrip("/")), e["size"]) for e in entries if e["type"] == "file")
-        return dict(sorted((n, size) for n, size in files if ".tmp-" not in n))
+        return dict(sorted((n, size) for n, size in files if unfinished or TMP_MARK not in n))
 
     def read_many(self, rels: list[str]) -> dict[str, bytes]:
         """rel path -> contents; object stores fetch them concurrently."""
