@@ -27,6 +27,8 @@ transformers, pillow, ray); images/GPU-hour is 3600 x images/s of the stage.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,11 +39,14 @@ from diffusers import FluxPipeline
 
 from vipo_build.config import GeneratorConfig, ImageOutputConfig, PoolConfig, RayConfig
 from vipo_build.generate.actor import GenerateStage, GenerationWork
-from vipo_build.models.tiny import _clip_tokenizer, _t5_tokenizer, make_tiny_models
+from vipo_build.models.tiny import make_tiny_models
 from vipo_build.records import CandidateSpec
 from vipo_build.runtime.storage import Storage
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from full_size import full_size_flux  # noqa: E402
 GUIDANCE = 3.5  # FLUX.1-dev's default (embedded guidance)
 SUBJECTS = ["a lighthouse on a basalt cliff", "two foxes in fresh snow", "a neon diner sign that reads OPEN",
             "a bowl of ramen with a soft egg", "an astronaut repairing a satellite", "a market street in the rain"]
@@ -52,57 +57,26 @@ def make_prompts(n: int) -> list[str]:
     return [f"{SUBJECTS[i % len(SUBJECTS)]}, {STYLES[i // len(SUBJECTS) % len(STYLES)]}, variant {i}" for i in range(n)]
 
 
-def full_size_flux(device: str) -> FluxPipeline:
-    """FLUX.1-dev's architecture (its transformer, VAE, scheduler and text-encoder configs) with
-    random bf16 weights, initialised on `device`."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
-
-    clip_tokenizer, t5_tokenizer = _clip_tokenizer(), _t5_tokenizer()
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            transformer = FluxTransformer2DModel(
-                patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
-                num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
-                guidance_embeds=True, axes_dims_rope=(16, 56, 56),
-            )
-            vae = AutoencoderKL(
-                in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
-                layers_per_block=2, act_fn="silu", latent_channels=16, norm_num_groups=32, sample_size=1024,
-                scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False,
-                force_upcast=True, mid_block_add_attention=True,
-            )
-            text_encoder = CLIPTextModel(CLIPTextConfig(
-                vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                num_attention_heads=12, max_position_embeddings=77, projection_dim=768, hidden_act="quick_gelu",
-                bos_token_id=clip_tokenizer.bos_token_id, eos_token_id=clip_tokenizer.eos_token_id,
-                pad_token_id=clip_tokenizer.pad_token_id,
-            ))
-            text_encoder_2 = T5EncoderModel(T5Config(
-                vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-                relative_attention_num_buckets=32, relative_attention_max_distance=128,
-                feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6, tie_word_embeddings=False,
-            ))
-    finally:
-        torch.set_default_dtype(default_dtype)
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-        base_image_seq_len=256, max_image_seq_len=4096,
-    )
-    pipeline = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer,
-                            text_encoder_2=text_encoder_2, tokenizer_2=t5_tokenizer, transformer=transformer)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
-
-
-def generator_around(stage: GenerateStage, pipeline: FluxPipeline) -> GenerateStage:
+def generator_around(stage: GenerateStage, pipeline) -> GenerateStage:
     """The project's stage with an in-memory pipeline: full-size random weights (34 GB) are
     never saved, so its from_pretrained has nothing to load."""
     stage.device, stage.pipeline = pipeline.device.type, pipeline
     return stage
+
+
+def cached_only_here(transformer, threshold: float, run: Callable[[], None]) -> Callable[[], None]:
+    """`run` with diffusers' first-block cache on the shared full-size transformer, off again after
+    (the bare loop uses the same one, uncached)."""
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    def cached() -> None:
+        transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+        try:
+            run()
+        finally:
+            transformer.disable_cache()
+
+    return cached
 
 
 def bare_loop(pipeline: FluxPipeline, prompts: list[str], seeds: list[int], args: argparse.Namespace) -> None:
@@ -159,6 +133,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--full-size", action="store_true", help="FLUX.1-dev architecture, random bf16 weights (GPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer")
     parser.add_argument("--ray", action="store_true", help="also time the stage through a Ray actor pool (tiny only)")
+    parser.add_argument("--first-block-cache", type=float, help="the stage with diffusers' first-block cache at this threshold "
+                        "(the bare loop runs without: the ratio is the fast path's gain)")
+    parser.add_argument("--skip-bare", action="store_true", help="time the stage only (a fast path against an earlier bare figure)")
+    parser.add_argument("--json-out", help="also write the figures to this JSON file")
     args = parser.parse_args()
     args.steps = args.steps or (28 if args.full_size else 4)
     args.size = args.size or (1024 if args.full_size else 64)
@@ -186,7 +164,8 @@ def main() -> None:
         bare = FluxPipeline.from_pretrained(model, torch_dtype=torch.float32).to(device)
         bare.set_progress_bar_config(disable=True)
     generator_config = GeneratorConfig(name="flux", model=model, modality="image", steps=args.steps,
-                                       guidance=GUIDANCE, dtype=dtype, batch_size=args.batch_size)
+                                       guidance=GUIDANCE, dtype=dtype, batch_size=args.batch_size,
+                                       first_block_cache=args.first_block_cache)
     generator = GenerateStage(generator_config, image, storage)
     if args.full_size:
         generator_around(generator, bare)
@@ -202,13 +181,18 @@ def main() -> None:
         "bare": lambda: bare_loop(bare, prompts, seeds, args),
         "stage": lambda: stage_direct(generator, specs, prompts, args.unit),
     }
+    if args.full_size and args.first_block_cache:
+        runs["stage"] = cached_only_here(bare.transformer, args.first_block_cache, runs["stage"])
+    if args.skip_bare:
+        del runs["bare"]
     if args.ray:
         ray_run = stage_ray(generator_config, image, storage, args.threads)
         runs["stage+ray"] = lambda: ray_run(specs, prompts, args.unit)
 
     # Warm-up: a unit each (compilation, allocator, lazy imports); compiled runs need two batches.
     warm = 2 * args.batch_size if args.compile else args.batch_size
-    bare_loop(bare, prompts[:warm], seeds[:warm], args)
+    if "bare" in runs:
+        bare_loop(bare, prompts[:warm], seeds[:warm], args)
     stage_direct(generator, specs[:warm], prompts[:warm], args.unit)
     if args.ray:
         ray_run(specs[:warm], prompts[:warm], args.unit)
@@ -229,8 +213,18 @@ def main() -> None:
         per_hour = f"  {rate * 3600:9.0f} images/GPU-hour" if device == "cuda" else ""
         print(f"{name:>10}: {rate:8.3f} images/s{per_hour}")
     for name in runs:
-        if name != "bare":
+        if name != "bare" and "bare" in runs:
             print(f"ratio {name}/bare: {best[name] / best['bare']:.3f}")
+    if args.json_out:
+        figures = {"model": "FLUX.1-dev full size" if args.full_size else "tiny Flux", "device": where, "size": args.size,
+                   "steps": args.steps, "batch_size": args.batch_size, "compile": args.compile,
+                   "first_block_cache": args.first_block_cache,
+                   **{f"{name}_images_per_s": round(rate, 4) for name, rate in best.items()},
+                   **{f"ratio_{name}_to_bare": round(best[name] / best["bare"], 4) for name in runs
+                      if name != "bare" and "bare" in runs}}
+        if device == "cuda":
+            figures |= {f"{name}_images_per_gpu_hour": round(rate * 3600) for name, rate in best.items()}
+        Path(args.json_out).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ config is local; `load_format: dummy`), 1024 px views:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--votes", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json-out", help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     on_cpu = "tiny-models" in args.model
@@ -95,6 +97,12 @@ def main() -> None:
     for name, seconds in best.items():
         print(f"{name:>6}: {seconds:7.2f} s  {args.pairs / seconds:7.2f} verdicts/s")
     print(f"ratio stage/bare: {best['bare'] / best['stage']:.3f}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({
+            "model": args.model, "dummy_weights": args.dummy, "image_size": args.image_size, "pairs": args.pairs,
+            "votes": args.votes, "units_per_call": per_call, "unit": args.unit,
+            **{f"{name}_verdicts_per_s": round(args.pairs / seconds, 3) for name, seconds in best.items()},
+            "ratio_stage_to_bare": round(best["bare"] / best["stage"], 4)}, indent=1))
 
 
 if __name__ == "__main__":
