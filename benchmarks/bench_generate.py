@@ -59,8 +59,10 @@ def make_prompts(n: int) -> list[str]:
 
 def generator_around(stage: GenerateStage, pipeline) -> GenerateStage:
     """The project's stage with an in-memory pipeline: full-size random weights (34 GB) are
-    never saved, so its from_pretrained has nothing to load."""
+    never saved, so its from_pretrained has nothing to load. Float8 weights are cast as setup does."""
     stage.device, stage.pipeline = pipeline.device.type, pipeline
+    if stage.config.fp8_weights:
+        pipeline.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
     return stage
 
 
@@ -135,6 +137,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ray", action="store_true", help="also time the stage through a Ray actor pool (tiny only)")
     parser.add_argument("--first-block-cache", type=float, help="the stage with diffusers' first-block cache at this threshold "
                         "(the bare loop runs without: the ratio is the fast path's gain)")
+    parser.add_argument("--fp8-weights", action="store_true", help="the stage with float8 weight storage (full size: "
+                        "with --skip-bare, the bare loop shares the cast pipeline)")
     parser.add_argument("--skip-bare", action="store_true", help="time the stage only (a fast path against an earlier bare figure)")
     parser.add_argument("--json-out", help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -142,6 +146,8 @@ def parse_args() -> argparse.Namespace:
     args.size = args.size or (1024 if args.full_size else 64)
     if args.full_size and not torch.cuda.is_available():
         parser.error("--full-size needs a CUDA GPU (about 40 GB of memory)")
+    if args.full_size and args.fp8_weights and not args.skip_bare:
+        parser.error("--fp8-weights at full size needs --skip-bare: the bare loop shares the pipeline it casts")
     if args.full_size and args.ray:
         parser.error("--ray loads the model from disk in the actor; the full-size model exists only in memory")
     return args
@@ -165,7 +171,7 @@ def main() -> None:
         bare.set_progress_bar_config(disable=True)
     generator_config = GeneratorConfig(name="flux", model=model, modality="image", steps=args.steps,
                                        guidance=GUIDANCE, dtype=dtype, batch_size=args.batch_size,
-                                       first_block_cache=args.first_block_cache)
+                                       first_block_cache=args.first_block_cache, fp8_weights=args.fp8_weights)
     generator = GenerateStage(generator_config, image, storage)
     if args.full_size:
         generator_around(generator, bare)
@@ -218,7 +224,7 @@ def main() -> None:
     if args.json_out:
         figures = {"model": "FLUX.1-dev full size" if args.full_size else "tiny Flux", "device": where, "size": args.size,
                    "steps": args.steps, "batch_size": args.batch_size, "compile": args.compile,
-                   "first_block_cache": args.first_block_cache,
+                   "first_block_cache": args.first_block_cache, "fp8_weights": args.fp8_weights,
                    **{f"{name}_images_per_s": round(rate, 4) for name, rate in best.items()},
                    **{f"ratio_{name}_to_bare": round(best[name] / best["bare"], 4) for name in runs
                       if name != "bare" and "bare" in runs}}

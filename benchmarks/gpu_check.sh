@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU check: one H100/H200, about 8 minutes (each step has a time limit, 10 minutes in all), no model hub (full-size architectures
+# The GPU check: one H100/H200, about 9 minutes (each step has a time limit, 11.5 minutes in all), no model hub (full-size architectures
 # with random weights, benchmarks/full_size.py). Writes one JSON file (default gpu_check.json):
 #   flux:        FLUX.1-dev 1024 px 28 steps, images/GPU-hour of the bare diffusers loop and of the
-#                generator stage (ratio), then the stage compiled and with diffusers' first-block cache
+#                generator stage (ratio), then the stage compiled, with diffusers' first-block cache and
+#                with float8 weights
 #   judge:       a 7B VLM (LLaVA-1.5-7B architecture, vLLM load_format=dummy) on 1024 px views,
 #                verdicts/s of the judge stage and of one bare LLM.chat (ratio)
 #   wan:         Wan2.1 T2V 1.3B at 480p, 81 frames: seconds per clip at 50 steps
@@ -41,6 +42,7 @@ step() {  # name, seconds allowed, command...: a step that fails or runs out of 
 step flux 150 "$python" benchmarks/bench_generate.py "${flux[@]}" --json-out "$work/flux.json"
 step flux_compile 170 "$python" benchmarks/bench_generate.py "${flux[@]}" --skip-bare --compile --json-out "$work/flux_compile.json"
 step flux_first_block_cache 90 "$python" benchmarks/bench_generate.py "${flux[@]}" --skip-bare --first-block-cache 0.12 --json-out "$work/flux_first_block_cache.json"
+step flux_fp8_weights 90 "$python" benchmarks/bench_generate.py "${flux[@]}" --skip-bare --fp8-weights --json-out "$work/flux_fp8_weights.json"
 step judge 110 "$python" benchmarks/bench_judge.py "${judge[@]}" --json-out "$work/judge.json"
 step wan 70 "$python" benchmarks/bench_video.py "${wan[@]}" --json-out "$work/wan.json"
 
@@ -48,10 +50,10 @@ step wan 70 "$python" benchmarks/bench_video.py "${wan[@]}" --json-out "$work/wa
 import json, sys, time
 from pathlib import Path
 work, out = Path(sys.argv[1]), Path(sys.argv[2])
-names = ["flux", "flux_compile", "flux_first_block_cache", "judge", "wan"]
+names = ["flux", "flux_compile", "flux_first_block_cache", "flux_fp8_weights", "judge", "wan"]
 figures = {"date": time.strftime("%Y-%m-%d"), **{n: json.loads((work / f"{n}.json").read_text()) for n in names}}
 bare = figures["flux"].get("bare_images_per_s")
-for name in ("flux_compile", "flux_first_block_cache"):
+for name in ("flux_compile", "flux_first_block_cache", "flux_fp8_weights"):
     stage = figures[name].get("stage_images_per_s")
     if bare and stage:
         figures[name]["ratio_stage_to_plain_bare"] = round(stage / bare, 4)

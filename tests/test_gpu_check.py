@@ -44,9 +44,9 @@ def test_gpu_check_runs_every_step_on_the_tiny_models(tiny_models, tmp_path):
                             capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHON": sys.executable})
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert sorted(figures) == ["date", "flux", "flux_compile", "flux_first_block_cache", "judge", "wan"]
+    assert sorted(figures) == ["date", "flux", "flux_compile", "flux_first_block_cache", "flux_fp8_weights", "judge", "wan"]
     assert not [name for name, f in figures.items() if isinstance(f, dict) and "failed" in f], figures
     assert figures["flux"]["ratio_stage_to_bare"] > 0 and figures["judge"]["ratio_stage_to_bare"] > 0
-    assert figures["flux_first_block_cache"]["first_block_cache"] == 0.12
+    assert figures["flux_first_block_cache"]["first_block_cache"] == 0.12 and figures["flux_fp8_weights"]["fp8_weights"]
     assert figures["flux_compile"]["compile"] and figures["flux_compile"]["ratio_stage_to_plain_bare"] > 0
     assert figures["wan"]["seconds_per_clip_at_50_steps"] > 0

@@ -95,12 +95,17 @@ def test_rerun_of_finished_run_writes_nothing(tiny_run):
     assert snapshot(root) == before
 
 
-def test_interrupted_run_rebuilds_missing_shards_only(tiny_run, tmp_path):
-    config, root, plan = tiny_run
+def copy_of_root(root: Path, tmp_path: Path, shard: str) -> tuple[Path, dict[str, bytes]]:
+    """A copy of a finished root, and the bytes of one shard's files (tar, parquet, json) in it."""
     copy = tmp_path / "out"
     shutil.copytree(root, copy)
+    return copy, {ext: (copy / "shards" / f"{shard}.{ext}").read_bytes() for ext in ("tar", "parquet", "json")}
+
+
+def test_interrupted_run_rebuilds_missing_shards_only(tiny_run, tmp_path):
+    config, root, plan = tiny_run
     victim = plan.shard_name(1)
-    original = {ext: (copy / "shards" / f"{victim}.{ext}").read_bytes() for ext in ("tar", "parquet", "json")}
+    copy, original = copy_of_root(root, tmp_path, victim)
     # as if killed after the tar was written: no manifest, no commit record
     (copy / "shards" / f"{victim}.json").unlink()
     (copy / "shards" / f"{victim}.parquet").unlink()
@@ -253,10 +258,8 @@ def candidate_files(root: Path) -> set[str]:
 
 def test_gc_frees_only_what_no_shard_will_read_and_resume_status_verify_audit_work_after_it(tiny_run, tmp_path):
     config, root, plan = tiny_run
-    copy = tmp_path / "out"
-    shutil.copytree(root, copy)
     victim = plan.shard_name(2)
-    original = {ext: (copy / "shards" / f"{victim}.{ext}").read_bytes() for ext in ("tar", "parquet", "json")}
+    copy, original = copy_of_root(root, tmp_path, victim)
     for ext in original:
         (copy / "shards" / f"{victim}.{ext}").unlink()
     everything = candidate_files(copy)

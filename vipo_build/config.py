@@ -104,6 +104,9 @@ class GeneratorConfig(Strict):
         None, gt=0, lt=1, description="diffusers' first-block cache at this threshold: a step whose first denoiser block "
         "output changed less than this reuses the rest of the last step's (fewer full passes; the pixels change, so it "
         "counts in the drift check). Denoisers with diffusers' cache support only.")
+    fp8_weights: bool = Field(
+        False, description="Store the denoiser's weights in float8 (diffusers' layerwise casting), computing in `dtype`: "
+        "about half its memory, a little slower per step; the pixels change, so it counts in the drift check.")
     gpu_seconds_per_candidate: float | None = Field(
         None, gt=0, description="GPU-seconds one candidate takes, for `vipo-build plan`; default: the registry's cost "
         "figure scaled to this size, frames and steps.")

@@ -21,11 +21,12 @@ from vipo_build.preflight import Cluster, problems
 
 TARGET_BUSY = 0.9  # a balanced pool's modelled busy fraction is at least this
 OFFLOAD_FACTOR = 1.15  # estimate: model CPU offload moves every component to the GPU once per call
-# Estimates of what a generator's fast paths leave of a candidate's time, until benchmarks/gpu_check.sh
+# Estimates of what a generator's switches leave of a candidate's time, until benchmarks/gpu_check.sh
 # measures them: torch.compile of the denoiser; diffusers' first-block cache (skips most of the
 # denoiser on about 40 % of the steps at thresholds near 0.1-0.2, by diffusers' reports).
 COMPILE_FACTOR = 0.85
 FIRST_BLOCK_CACHE_FACTOR = 0.6
+FP8_WEIGHTS_FACTOR = 1.05  # float8 storage casts each layer's weights up as it runs
 SMALL_MODEL_SHARE = 0.3  # weights under this share of a GPU's memory: two actors may share the GPU
 VIEW_PATCH = 28  # pixels per visual token side of Qwen2.5-VL-style judges
 # Bytes of an encoded candidate per pixel (per pixel and frame for video): typical photographic
@@ -112,7 +113,8 @@ def stage_work(config: PipelineConfig, gpu_memory_gb: float | None, measured: di
             frames = getattr(output, "frames", 1)
             scale = (output.width * output.height * frames) / (cost.size[0] * cost.size[1] * cost.frames)
             factors = [(g.cpu_offload, OFFLOAD_FACTOR, "offload"), (g.compile, COMPILE_FACTOR, "compile"),
-                       (g.first_block_cache, FIRST_BLOCK_CACHE_FACTOR, "first-block cache")]
+                       (g.first_block_cache, FIRST_BLOCK_CACHE_FACTOR, "first-block cache"),
+                       (g.fp8_weights, FP8_WEIGHTS_FACTOR, "float8 weights")]
             seconds = cost.seconds_per_step * g.steps * scale * math.prod(f for on, f, _ in factors if on)
             source = f"registry {family.name}: {cost.source}" + "".join(
                 f"; x {f:g} for {what}" for on, f, what in factors if on)

@@ -52,6 +52,9 @@ class GenerateStage(Stage):
                 raise VipoError(f"generator {generator.name}: first_block_cache: {type(denoiser).__name__} has no "
                                 "diffusers cache support")
             denoiser.enable_cache(FirstBlockCacheConfig(threshold=generator.first_block_cache))
+        if generator.fp8_weights:
+            getattr(self.pipeline, denoiser_name).enable_layerwise_casting(
+                storage_dtype=torch.float8_e4m3fn, compute_dtype=getattr(torch, generator.dtype))
         if generator.compile:
             setattr(self.pipeline, denoiser_name, torch.compile(getattr(self.pipeline, denoiser_name)))
 
