@@ -116,8 +116,7 @@ def main() -> None:
                                                 *(g.pool for g in config.generate.generators)])
     ray.init(num_cpus=int(cpus) + 1, num_gpus=args.gpus, include_dashboard=False, log_to_driver=False,
              object_store_memory=2 * 2**30)
-    pools = {"prompts": config.prompts.pool, "judge": config.judge.pool,
-             **{f"generate:{g.name}": g.pool for g in config.generate.generators}}
+    pools = config.model_pools()
     print(f"simulated cluster: {args.gpus} GPUs; pools (actors x GPUs): "
           f"{', '.join(f'{n} {p.actors} x {p.num_gpus:g}' for n, p in pools.items())}")
     print(f"{plan.total_pairs:,} pairs in {plan.num_shards} shards; 1 simulated s = {args.scale * 1000:g} ms")

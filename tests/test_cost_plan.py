@@ -76,10 +76,8 @@ def test_a_shipped_config_fits_the_cluster_it_declares_with_the_pools_its_plan_b
     assert problems(config, Cluster(ray.cluster_gpus, ray.cluster_cpus, ray.gpu_memory_gb)) == []
     plan = make_plan(config, ray.cluster_gpus, ray.gpu_memory_gb, ray.cluster_cpus)
     assert plan.problems == []
-    pools = {"prompts": config.prompts.pool, "judge": config.judge.pool,
-             **{f"generate:{g.name}": g.pool for g in config.generate.generators}}
     assert {s.pool: (s.actors, s.gpus_per_actor) for s in plan.stages} == {
-        p: (pool.actors, pool.num_gpus) for p, pool in pools.items()}
+        p: (pool.actors, pool.num_gpus) for p, pool in config.model_pools().items()}
     # every generator pool with more than one actor is kept busy
     assert all(s.busy >= 0.7 for s in plan.stages if s.pool.startswith("generate:") and s.actors > 1)
 

@@ -43,8 +43,9 @@ def run(
 
     try:
         if dry_run:
-            show_plan(*prepare(config, out))
-            if prepare(config, out)[0].ray.cluster_gpus:  # sized for a cluster: what it will cost there
+            prepared = prepare(config, out)
+            show_plan(*prepared)
+            if prepared[0].ray.cluster_gpus:  # sized for a cluster: what it will cost there
                 from vipo_build.cost_plan import show
 
                 resolved, costs = cost_plan_of(config, None, None, None)
@@ -109,7 +110,7 @@ def cost_plan_of(config_path: Path, gpus: int | None, gpu_memory_gb: float | Non
     """(config, cost plan) for the plan command and the dry run."""
     from vipo_build.config import load_config
     from vipo_build.cost_plan import make_plan, measured_rates
-    from vipo_build.runtime.storage import Storage
+    from vipo_build.run import open_root
 
     config, _ = load_config(config_path)
     gpus = gpus or config.ray.cluster_gpus
@@ -117,7 +118,7 @@ def cost_plan_of(config_path: Path, gpus: int | None, gpu_memory_gb: float | Non
         raise VipoError(f"{config_path}: how many GPUs? give --gpus, or set ray.cluster_gpus in the config")
     measured = {}
     if from_root:
-        storage = Storage(from_root)
+        storage = open_root(from_root)
         if not storage.exists("summary.json"):
             raise VipoError(f"{from_root}: no summary.json: not a finished (or stopped) run's root")
         measured = measured_rates(json.loads(storage.read_bytes("summary.json")), config)

@@ -266,6 +266,14 @@ class PipelineConfig(Strict):
     def generators_for(self, modality: str) -> list[GeneratorConfig]:
         return [g for g in self.generate.generators if g.modality == modality]
 
+    def output_for(self, modality: str) -> ImageOutputConfig | VideoOutputConfig:
+        return self.generate.image if modality == "image" else self.generate.video
+
+    def model_pools(self) -> dict[str, PoolConfig]:
+        """The pools that run a model, by the stage names runs report them under."""
+        return {"prompts": self.prompts.pool, **{f"generate:{g.name}": g.pool for g in self.generate.generators},
+                "judge": self.judge.pool}
+
     def output_hash(self) -> str:
         """Hash of every field that changes the dataset's bytes (pool sizes and Ray settings do not)."""
         return hashlib.sha256(json.dumps(output_fields(self), sort_keys=True).encode()).hexdigest()[:16]

@@ -5,8 +5,8 @@ category closes as soon as its judged units fill the quota); two candidates per 
 evenly over the generators of its modality (every pair strategy draws them uniformly); 2 orders x
 votes judge requests per pair; one shard per pairs_per_shard. Seconds per item come from a
 config override, else from what an earlier or pilot run measured (`--from-root`), else from the
-registry's cost table, scaled by pixels, frames and steps. Pools are balanced greedily: every GPU
-goes to the pool that would otherwise finish last.
+registry's cost table, scaled by pixels, frames and steps. Pools get the whole actors that give the
+shortest wall clock on the GPUs at hand.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
 from vipo_build.preflight import Cluster, problems
+from vipo_build.runtime.cache import PART_UNITS
 
-TARGET_BUSY = 0.9  # a balanced pool's modelled busy fraction is at least this
+TARGET_BUSY = 0.9  # a pool modelled less busy than this is named, with the reason
 OFFLOAD_FACTOR = 1.15  # estimate: model CPU offload moves every component to the GPU once per call
 # Estimates of what a generator's switches leave of a candidate's time, until benchmarks/gpu_check.sh
 # measures them: torch.compile of the denoiser; diffusers' first-block cache (skips most of the
@@ -32,7 +33,6 @@ VIEW_PATCH = 28  # pixels per visual token side of Qwen2.5-VL-style judges
 # Bytes of an encoded candidate per pixel (per pixel and frame for video): typical photographic
 # content at the default quality settings.
 BYTES_PER_PIXEL = {"jpg": 0.35, "webp": 0.25, "png": 1.6, "mp4": 0.02}
-PART_UNITS = 256  # units per prompt part (runtime/cache.py)
 
 
 @dataclass
@@ -87,21 +87,25 @@ class Plan:
                 "stages": [asdict(s) | {"gpu_hours": round(s.gpu_hours, 1), "hours": round(s.hours, 1)} for s in self.stages]}
 
 
+def prompts_per_category(config: PipelineConfig) -> dict[str, int]:
+    """Prompts each category is asked for at most: quota x overgen."""
+    return {c: math.ceil(q * config.prompts.overgen) for c, q in config.quotas().items()}
+
+
 def stage_work(config: PipelineConfig, gpu_memory_gb: float | None, measured: dict[str, float]) -> list[StagePlan]:
     """Each GPU stage's work and GPU-seconds per item. `measured`: pool -> GPU-seconds per item."""
     from vipo_build.generate.registry import resolve_family
 
-    prompts = sum(math.ceil(q * config.prompts.overgen) for q in config.quotas().values())
+    asked = prompts_per_category(config)
+    prompts = sum(asked.values())
     stages = []
     engine = config.prompts.engine
     stages.append(_engine_stage("prompts", "prompt", prompts, engine, 0, config.prompts.pool.num_gpus, measured))
     for g in config.generate.generators:
         family = resolve_family(g.model, g.family)
-        output = config.generate.image if g.modality == "image" else config.generate.video
-        same_modality = len(config.generators_for(g.modality))
-        modality_prompts = sum(math.ceil(q * config.prompts.overgen) for c, q in config.quotas().items()
-                               if config.category(c).modality == g.modality)
-        candidates = 2 * modality_prompts / same_modality
+        output = config.output_for(g.modality)
+        modality_prompts = sum(n for c, n in asked.items() if config.category(c).modality == g.modality)
+        candidates = 2 * modality_prompts / len(config.generators_for(g.modality))
         share = _gpus_per_generator(g, family, gpu_memory_gb)
         name = f"generate:{g.name}"
         if g.gpu_seconds_per_candidate:
@@ -122,7 +126,7 @@ def stage_work(config: PipelineConfig, gpu_memory_gb: float | None, measured: di
             raise VipoError(f"generate.generators: {g.name}: no cost figure for {g.model}; set gpu_seconds_per_candidate")
         stages.append(StagePlan(name, "candidate", candidates, seconds, source, share))
     votes = 2 * config.judge.votes
-    tokens = sum(2 * _view_tokens(config, c) * math.ceil(q * config.prompts.overgen) for c, q in config.quotas().items())
+    tokens = sum(2 * _view_tokens(config, c) * n for c, n in asked.items())
     per_request_tokens = tokens / prompts
     stages.append(_engine_stage("judge", "judge request", prompts * votes, config.judge.engine, per_request_tokens,
                                 config.judge.pool.num_gpus, measured))
@@ -148,7 +152,7 @@ def _engine_stage(pool: str, item: str, items: float, engine, visual_tokens: flo
 
 def _view_tokens(config: PipelineConfig, category: str) -> float:
     """Visual tokens of one candidate as the judge sees it: the longest side at judge.image_size."""
-    output = config.generate.image if config.category(category).modality == "image" else config.generate.video
+    output = config.output_for(config.category(category).modality)
     longest = max(output.width, output.height)
     side = min(config.judge.image_size, longest) / VIEW_PATCH
     return side * side * min(output.width, output.height) / longest
@@ -204,11 +208,10 @@ def measured_rates(summary: dict, config: PipelineConfig) -> dict[str, float]:
     per_unit = {"prompts": size, "judge": size * 2 * config.judge.votes}
     for g in config.generate.generators:
         per_unit[f"generate:{g.name}"] = 2 * size / len(config.generators_for(g.modality))
-    gpus = {"prompts": config.prompts.pool.num_gpus, "judge": config.judge.pool.num_gpus,
-            **{f"generate:{g.name}": g.pool.num_gpus for g in config.generate.generators}}
+    pools = config.model_pools()
     for pool, stats in summary.get("stages", {}).items():
-        if pool in per_unit and stats.get("items") and gpus.get(pool):
-            rates[pool] = stats["busy_seconds"] / stats["items"] / per_unit[pool] * gpus[pool]
+        if pool in per_unit and stats.get("items") and pools[pool].num_gpus:
+            rates[pool] = stats["busy_seconds"] / stats["items"] / per_unit[pool] * pools[pool].num_gpus
     return rates
 
 
@@ -216,14 +219,12 @@ def make_plan(config: PipelineConfig, gpus: int, gpu_memory_gb: float | None, cp
               measured: dict[str, float] | None = None) -> Plan:
     stages = stage_work(config, gpu_memory_gb, measured or {})
     spare = balance(stages, gpus)
-    quotas = config.quotas()
-    prompts = sum(math.ceil(q * config.prompts.overgen) for q in quotas.values())
-    pairs = sum(quotas.values())
+    quotas, asked = config.quotas(), prompts_per_category(config)
+    prompts, pairs = sum(asked.values()), sum(quotas.values())
     shards = math.ceil(pairs / config.shards.pairs_per_shard)
-    candidate_bytes = {m: _candidate_bytes(config, m) for m in ("image", "video")}
-    by_modality = {c: config.category(c).modality for c in quotas}
-    cache_bytes = sum(2 * math.ceil(q * config.prompts.overgen) * candidate_bytes[by_modality[c]] for c, q in quotas.items())
-    shard_bytes = sum(2 * q * candidate_bytes[by_modality[c]] for c, q in quotas.items())
+    candidate_bytes = {c: _candidate_bytes(config, config.category(c).modality) for c in quotas}
+    cache_bytes = sum(2 * n * candidate_bytes[c] for c, n in asked.items())
+    shard_bytes = sum(2 * q * candidate_bytes[c] for c, q in quotas.items())
     units = math.ceil(prompts / config.generate.unit_size)
     generators = len(config.generate.generators)
     per_unit = min(generators, 2 * config.generate.unit_size)  # candidate files per unit
@@ -235,10 +236,9 @@ def make_plan(config: PipelineConfig, gpus: int, gpu_memory_gb: float | None, cp
 
 
 def _candidate_bytes(config: PipelineConfig, modality: str) -> float:
+    out = config.output_for(modality)
     if modality == "image":
-        out = config.generate.image
         return out.width * out.height * BYTES_PER_PIXEL[out.format]
-    out = config.generate.video
     return out.width * out.height * out.frames * BYTES_PER_PIXEL["mp4"]
 
 
@@ -249,8 +249,7 @@ def show(plan: Plan, config: PipelineConfig, console) -> None:
     table = Table(title=f"Plan on {plan.gpus} GPUs{memory}: {plan.pairs:,} pairs from up to {plan.prompts:,} prompts")
     for column in ("stage", "items", "GPU-s/item", "GPU-h", "actors x GPUs", "config", "busy", "hours"):
         table.add_column(column, justify="left" if column == "stage" else "right")
-    pools = {"prompts": config.prompts.pool, "judge": config.judge.pool,
-             **{f"generate:{g.name}": g.pool for g in config.generate.generators}}
+    pools = config.model_pools()
     for s in plan.stages:
         now = pools[s.pool]
         table.add_row(f"{s.pool} ({s.item}s)", f"{s.items:,.0f}", f"{s.gpu_seconds_per_item:.3g}", f"{s.gpu_hours:,.0f}",
