@@ -35,7 +35,8 @@ def build(run: Run, seconds: float) -> dict:
         },
         "stages": run.stage_stats,
         "reused": {k: run.reused[k] for k in ("prompt_parts", "candidate_units", "judged_units")},
-        # every verdict of the run, kept or dropped: the judge's agreement as the data were labelled
+        # every verdict, kept or dropped, of each category's units up to the one that filled its
+        # quota: the judge's agreement as the data were labelled, the same whatever the timing
         "agreement": DatasetAgreement(
             categories={name: tally.result() for name, tally in sorted(tallies.items())}, overall=overall.result()
         ).model_dump(mode="json"),
@@ -66,7 +67,7 @@ def show(result: dict, console: Console) -> None:
     if any(reused.values()):
         console.print(f"reused from the cache: {reused['prompt_parts']} prompt parts, {reused['judged_units']} judged units, "
                       f"{reused['candidate_units']} units of candidates awaiting the judge")
-    agreement = Table(title="Judge agreement (all judged pairs; rates over decided pairs)")
+    agreement = Table(title="Judge agreement (judged pairs of the units up to each quota; rates over decided pairs)")
     for column in ("category", "judged", "decided", "order-consistent", "mean vote share", "Fleiss' kappa"):
         agreement.add_column(column, justify="left" if column == "category" else "right")
     rows = {**result["agreement"]["categories"], "all": result["agreement"]["overall"]}
