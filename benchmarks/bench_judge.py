@@ -6,7 +6,8 @@ pairs per call (the default puts them all in one call, as `judge.pool.units_per_
 the same loaded engine (the stage's), conversations, seeds and schema, and the prefix cache is
 reset before each timed pass, so neither reuses the other's prefixes. The stage also builds the
 conversations, parses the answers and aggregates votes. Prints verdicts/s of both and the ratio
-(goal >= 0.95). On CPU with the tiny VLM:
+(goal >= 0.95), and the engine's busy fraction in the stage: the share of the stage's wall time
+spent inside `LLM.chat` (the rest is the stage's own work around the engine). On CPU with the tiny VLM:
 
     .venv/bin/python benchmarks/bench_judge.py [--pairs 64] [--unit 16] [--units-per-call 4]
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,21 @@ def bare_chat(judge: JudgeStage, category, batch: list[JudgeItem]) -> int:
     return len(judge.engine.llm.chat(conversations, params, use_tqdm=False))
 
 
+class EngineClock:
+    """Wraps an engine's LLM.chat and adds up the seconds spent inside it."""
+
+    def __init__(self, llm):
+        self.chat, self.seconds = llm.chat, 0.0
+        llm.chat = self
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.chat(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "build" / "tiny-models" / "vlm"))
@@ -90,19 +107,30 @@ def main() -> None:
     calls = [units[i : i + per_call] for i in range(0, len(units), per_call)]
     judge.judge(units[:1])  # warm-up: compile, caches
 
-    best = best_seconds(judge.engine.llm, {"bare": lambda: bare_chat(judge, category, work),
-                                          "stage": lambda: [judge.judge(call) for call in calls]}, args.repeats)
+    clock = EngineClock(judge.engine.llm)
+    stage_passes = []  # (wall seconds, seconds inside LLM.chat) of each stage pass
+
+    def stage_pass() -> None:
+        start, inside = time.perf_counter(), clock.seconds
+        for call in calls:
+            judge.judge(call)
+        stage_passes.append((time.perf_counter() - start, clock.seconds - inside))
+
+    best = best_seconds(judge.engine.llm, {"bare": lambda: bare_chat(judge, category, work), "stage": stage_pass}, args.repeats)
+    wall, inside = min(stage_passes)
+    engine_busy = inside / wall
     print(f"{args.pairs} pairs x 2 orders x {args.votes} votes; stage: {per_call} units of {args.unit} pairs per call; "
           f"bare: one call; {args.model}")
     for name, seconds in best.items():
         print(f"{name:>6}: {seconds:7.2f} s  {args.pairs / seconds:7.2f} verdicts/s")
     print(f"ratio stage/bare: {best['bare'] / best['stage']:.3f}")
+    print(f"engine busy fraction in the stage: {engine_busy:.3f}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
             "model": args.model, "dummy_weights": args.dummy, "image_size": args.image_size, "pairs": args.pairs,
             "votes": args.votes, "units_per_call": per_call, "unit": args.unit,
             **{f"{name}_verdicts_per_s": round(args.pairs / seconds, 3) for name, seconds in best.items()},
-            "ratio_stage_to_bare": round(best["bare"] / best["stage"], 4)}, indent=1))
+            "ratio_stage_to_bare": round(best["bare"] / best["stage"], 4), "engine_busy_fraction": round(engine_busy, 4)}, indent=1))
 
 
 if __name__ == "__main__":

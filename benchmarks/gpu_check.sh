@@ -5,7 +5,9 @@
 #                generator stage (ratio), then the stage compiled, with diffusers' first-block cache and
 #                with float8 weights
 #   judge:       a 7B VLM (LLaVA-1.5-7B architecture, vLLM load_format=dummy) on 1024 px views,
-#                verdicts/s of the judge stage and of one bare LLM.chat (ratio)
+#                verdicts/s of the judge stage and of one bare LLM.chat (ratio), and the engine's busy
+#                fraction in the stage (share of its wall time inside LLM.chat)
+#   every step:  the GPU's mean and peak utilisation while it ran, model load included (nvidia-smi, every 0.5 s)
 #   wan:         Wan2.1 T2V 1.3B at 480p, 81 frames: seconds per clip at 50 steps
 # The plan's cost table (vipo_build/generate/registry.yaml) cites these figures once measured.
 #
@@ -33,9 +35,14 @@ else
 fi
 
 step() {  # name, seconds allowed, command...: a step that fails or runs out of time is recorded, the rest go on
-  local name=$1 limit=$2 rc=0; shift 2
+  local name=$1 limit=$2 rc=0 sampler=; shift 2
   echo "== $name" >&2
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 500 > "$work/$name.util" 2>/dev/null &
+    sampler=$!
+  fi
   timeout "$limit" "$@" >&2 || rc=$?
+  [[ -n "$sampler" ]] && kill "$sampler" 2>/dev/null || true
   if (( rc )); then echo "{\"failed\": \"exit $rc (limit $limit s)\"}" > "$work/$name.json"; fi
 }
 # the fast paths time the stage only: their ratio is against the plain run's bare loop
@@ -57,6 +64,12 @@ for name in ("flux_compile", "flux_first_block_cache", "flux_fp8_weights"):
     stage = figures[name].get("stage_images_per_s")
     if bare and stage:
         figures[name]["ratio_stage_to_plain_bare"] = round(stage / bare, 4)
+for name in names:  # the GPU's utilisation while the step ran, where nvidia-smi sampled it
+    samples = [int(line.split()[0]) for line in (work / f"{name}.util").read_text().splitlines()
+               if line.strip().split()[0].isdigit()] if (work / f"{name}.util").exists() else []
+    if samples:
+        figures[name]["gpu_utilisation"] = {"mean": round(sum(samples) / len(samples) / 100, 3),
+                                            "peak": max(samples) / 100, "samples": len(samples)}
 out.write_text(json.dumps(figures, indent=1))
 print(f"wrote {out}")
 PY

@@ -53,6 +53,20 @@ def test_the_plan_of_a_small_config_matches_the_arithmetic_by_hand():
     assert plan.problems == []
 
 
+def test_a_small_model_left_idle_by_whole_gpus_takes_quarter_gpus_where_its_weights_fit():
+    raw = hand_config().model_dump(mode="json")
+    raw["generate"]["generators"][0]["family"] = "pixart-sigma"  # 12 GB of weights: a quarter of 80 GB holds them
+    plan = make_plan(PipelineConfig.model_validate(raw), gpus=10, gpu_memory_gb=80)
+    fast = next(s for s in plan.stages if s.pool == "generate:fast")
+    # 0.833 GPU-h within the 0.5 h that slow sets: 2 whole GPUs are 0.83 busy, 7 quarters 0.95
+    assert (fast.actors, fast.gpus_per_actor, fast.smallest_share) == (7, 0.25, 0.25)
+    assert fast.busy == pytest.approx(0.8333 / 1.75 / 0.5, abs=1e-3)
+    assert plan.hours == pytest.approx(0.5) and plan.spare_gpus == pytest.approx(0.25)
+    # without a known GPU memory nothing is shared
+    plain = make_plan(PipelineConfig.model_validate(raw), gpus=10, gpu_memory_gb=None)
+    assert next(s for s in plain.stages if s.pool == "generate:fast").gpus_per_actor == 1
+
+
 def test_measured_rates_from_a_summary_replace_the_cost_table():
     raw = hand_config().model_dump(mode="json")
     raw["generate"]["generators"][0]["pool"]["num_gpus"] = 1  # a pilot run on GPUs
@@ -97,11 +111,13 @@ def test_plan_names_what_does_not_fit(tmp_path):
         "generate.generators[1] (flux2-dev): about 112 GB of weights, more than 1 x 80 GB of GPU memory per actor "
         "(set cpu_offload, or use GPUs with more memory)"]
     small = vipo("plan", str(path), "--gpus", "8", "--json")
-    # one actor per pool is the smallest layout
+    # one actor per pool, small models on the least GPU share their weights fit, is the smallest layout
     assert [p for p in json.loads(small.stdout)["problems"] if p.startswith("the pools ask for")] == [
-        "the pools ask for 12 GPUs at once (prompts 2, generate.generators[0] (flux1-dev) 1, generate.generators[1] (flux2-dev) 1, "
-        "generate.generators[2] (qwen-image) 1, generate.generators[3] (hidream-i1) 1, generate.generators[4] (sd35-large) 1, "
-        "generate.generators[5] (sana15) 0.5, generate.generators[6] (pixart-sigma) 0.5, judge 4) but the cluster has 8: 4 short"]
+        "the pools ask for 11 GPUs at once (prompts 2, generate.generators[0] (flux1-dev) 1, generate.generators[1] (flux2-dev) 1, "
+        "generate.generators[2] (qwen-image) 1, generate.generators[3] (hidream-i1) 1, generate.generators[4] (sd35-large) 0.5, "
+        "generate.generators[5] (sana15) 0.25, generate.generators[6] (pixart-sigma) 0.25, judge 4) but the cluster has 8: 3 short"]
+    table = vipo("plan", str(path), "--gpus", "8")
+    assert "the smallest layout, one actor per pool, needs 11 GPUs" in table.stdout
 
 
 def test_plan_without_a_gpu_count_says_how_to_give_one(tmp_path):

@@ -47,6 +47,7 @@ def test_gpu_check_runs_every_step_on_the_tiny_models(tiny_models, tmp_path):
     assert sorted(figures) == ["date", "flux", "flux_compile", "flux_first_block_cache", "flux_fp8_weights", "judge", "wan"]
     assert not [name for name, f in figures.items() if isinstance(f, dict) and "failed" in f], figures
     assert figures["flux"]["ratio_stage_to_bare"] > 0 and figures["judge"]["ratio_stage_to_bare"] > 0
+    assert 0 < figures["judge"]["engine_busy_fraction"] <= 1
     assert figures["flux_first_block_cache"]["first_block_cache"] == 0.12 and figures["flux_fp8_weights"]["fp8_weights"]
     assert figures["flux_compile"]["compile"] and figures["flux_compile"]["ratio_stage_to_plain_bare"] > 0
     assert figures["wan"]["seconds_per_clip_at_50_steps"] > 0

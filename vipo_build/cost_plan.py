@@ -28,7 +28,11 @@ OFFLOAD_FACTOR = 1.15  # estimate: model CPU offload moves every component to th
 COMPILE_FACTOR = 0.85
 FIRST_BLOCK_CACHE_FACTOR = 0.6
 FP8_WEIGHTS_FACTOR = 1.05  # float8 storage casts each layer's weights up as it runs
-SMALL_MODEL_SHARE = 0.3  # weights under this share of a GPU's memory: two actors may share the GPU
+# GPU shares an actor of a small model may take. Powers of two pack whole GPUs, and the actors on one
+# GPU take equal shares, so the time-slicing between them matches the share each is modelled with.
+ACTOR_SHARES = (1.0, 0.5, 0.25)
+WEIGHTS_SHARE = 0.75  # weights may fill this much of an actor's share of GPU memory; the rest is activations
+SHORTER_BY = 0.001  # a pool keeps an actor only when dropping it would lengthen the run by more than this
 VIEW_PATCH = 28  # pixels per visual token side of Qwen2.5-VL-style judges
 # Bytes of an encoded candidate per pixel (per pixel and frame for video): typical photographic
 # content at the default quality settings.
@@ -43,6 +47,7 @@ class StagePlan:
     gpu_seconds_per_item: float
     source: str
     gpus_per_actor: float
+    smallest_share: float = 0.0  # the least GPU share one actor fits in (its weights); 0: its pool's size only
     actors: int = 0
     busy: float = 0.0  # modelled busy fraction at the balanced size
 
@@ -54,6 +59,15 @@ class StagePlan:
     def hours(self) -> float:
         """Wall-clock hours at its size, busy all the time."""
         return self.gpu_hours / (self.actors * self.gpus_per_actor) if self.actors else math.inf
+
+    @property
+    def idle_gpu_hours(self) -> float:
+        return self.actors * self.gpus_per_actor * self.hours / self.busy - self.gpu_hours if self.busy else 0.0
+
+    def actors_within(self, hours: float, share: float | None = None) -> int:
+        """Whole actors of `share` GPUs (default: its own) that do its work within `hours`."""
+        share = share or self.gpus_per_actor
+        return max(1, math.ceil(self.gpu_hours / (hours * share) - 1e-9))
 
 
 @dataclass
@@ -106,7 +120,7 @@ def stage_work(config: PipelineConfig, gpu_memory_gb: float | None, measured: di
         output = config.output_for(g.modality)
         modality_prompts = sum(n for c, n in asked.items() if config.category(c).modality == g.modality)
         candidates = 2 * modality_prompts / len(config.generators_for(g.modality))
-        share = _gpus_per_generator(g, family, gpu_memory_gb)
+        share = max(g.pool.num_gpus, 1.0)
         name = f"generate:{g.name}"
         if g.gpu_seconds_per_candidate:
             seconds, source = g.gpu_seconds_per_candidate, "config"
@@ -124,7 +138,8 @@ def stage_work(config: PipelineConfig, gpu_memory_gb: float | None, measured: di
                 f"; x {f:g} for {what}" for on, f, what in factors if on)
         else:
             raise VipoError(f"generate.generators: {g.name}: no cost figure for {g.model}; set gpu_seconds_per_candidate")
-        stages.append(StagePlan(name, "candidate", candidates, seconds, source, share))
+        stages.append(StagePlan(name, "candidate", candidates, seconds, source, share,
+                                _smallest_share(g, family, gpu_memory_gb, share)))
     votes = 2 * config.judge.votes
     tokens = sum(2 * _view_tokens(config, c) * n for c, n in asked.items())
     per_request_tokens = tokens / prompts
@@ -158,22 +173,38 @@ def _view_tokens(config: PipelineConfig, category: str) -> float:
     return side * side * min(output.width, output.height) / longest
 
 
-def _gpus_per_generator(g, family, gpu_memory_gb: float | None) -> float:
-    """GPUs one actor takes: half a GPU for a small model on a known GPU, else what its pool says (at least one)."""
-    if family is not None and gpu_memory_gb and family.weights_gb <= SMALL_MODEL_SHARE * gpu_memory_gb and not g.cpu_offload:
-        return 0.5
-    return max(g.pool.num_gpus, 1.0)
+def _smallest_share(g, family, gpu_memory_gb: float | None, share: float) -> float:
+    """The least GPU share of ACTOR_SHARES one actor's weights fit in, on a GPU of known memory."""
+    if family is None or not gpu_memory_gb or g.cpu_offload or share > 1:
+        return share
+    return min(s for s in ACTOR_SHARES if family.weights_gb <= WEIGHTS_SHARE * s * gpu_memory_gb or s == 1.0)
 
 
 def balance(stages: list[StagePlan], gpus: float) -> float:
-    """Actors per pool for the shortest wall clock that fits `gpus`: the smallest time T at which
-    every pool, with enough whole actors to do its work within T, fits the GPUs together. Returns
+    """Actors per pool for the shortest wall clock that fits `gpus`; a pool left under TARGET_BUSY by
+    whole actors takes smaller GPU shares where its weights fit and that makes it busier. Returns
     the GPUs left over."""
-    def actors_within(hours: float) -> list[int]:
-        return [max(1, math.ceil(s.gpu_hours / (hours * s.gpus_per_actor) - 1e-9)) for s in stages]
+    while True:
+        spare = _balance_at_shares(stages, gpus)
+        longest = max(s.hours for s in stages)
+        changed = False
+        for s in stages:
+            if s.busy >= TARGET_BUSY or not s.smallest_share or s.smallest_share >= s.gpus_per_actor:
+                continue
+            shares = [share for share in ACTOR_SHARES if s.smallest_share <= share <= s.gpus_per_actor]
+            best = max(shares, key=lambda share: (s.gpu_hours / (s.actors_within(longest, share) * share), share))
+            if best != s.gpus_per_actor:
+                s.gpus_per_actor, changed = best, True
+        if not changed:
+            return spare
 
+
+def _balance_at_shares(stages: list[StagePlan], gpus: float) -> float:
+    """The smallest time T at which every pool, with enough whole actors to do its work within T,
+    fits the GPUs together; then each pool gives back the actors it does not need within
+    SHORTER_BY of the longest pool."""
     def used(hours: float) -> float:
-        return sum(n * s.gpus_per_actor for n, s in zip(actors_within(hours), stages))
+        return sum(s.actors_within(hours) * s.gpus_per_actor for s in stages)
 
     low, high = 0.0, max(s.gpu_hours / s.gpus_per_actor for s in stages)  # high: one actor each
     if used(high) > gpus:  # not even one actor per pool fits: keep one each, and say so
@@ -181,8 +212,11 @@ def balance(stages: list[StagePlan], gpus: float) -> float:
     for _ in range(100):
         middle = (low + high) / 2
         low, high = (low, middle) if used(middle) <= gpus else (middle, high)
-    for s, n in zip(stages, actors_within(high)):
-        s.actors = n
+    for s in stages:
+        s.actors = s.actors_within(high)
+    longest = max(s.hours for s in stages)
+    for s in stages:
+        s.actors = s.actors_within(longest * (1 + SHORTER_BY))
     longest = max(s.hours for s in stages)
     for s in stages:
         s.busy = s.hours / longest if longest else 0.0
@@ -258,15 +292,21 @@ def show(plan: Plan, config: PipelineConfig, console) -> None:
     table.add_row("total", "", "", f"{plan.gpu_hours:,.0f}", f"{sum(s.actors * s.gpus_per_actor for s in plan.stages):g}",
                   "", "", f"{plan.hours:,.0f}")
     console.print(table)
-    if plan.spare_gpus:
-        console.print(f"{plan.spare_gpus:g} GPUs spare: one more actor of any pool would not shorten the run")
+    if plan.spare_gpus > 0:
+        console.print(f"{plan.spare_gpus:g} GPUs spare: one more actor of any pool would not shorten the run "
+                      f"by more than {SHORTER_BY:.1%}")
+    elif plan.spare_gpus < 0:
+        console.print(f"the smallest layout, one actor per pool, needs {plan.gpus - plan.spare_gpus:g} GPUs: "
+                      "plan for at least that many, or run some generators in a separate run", markup=False)
     console.print(f"wall clock about {plan.hours:,.0f} h ({plan.hours / 24:.1f} days); {plan.shards:,} shards; "
                   f"cache {plan.cache_bytes / 1e12:.2f} TB, shards {plan.shard_bytes / 1e12:.2f} TB; "
                   f"object-store requests about {plan.put_requests:,} PUT and {plan.get_requests:,} GET")
     idle = [s for s in plan.stages if s.busy < TARGET_BUSY]
+    held = sum(s.actors * s.gpus_per_actor for s in plan.stages) * plan.hours
     for s in idle:
         reason = "at its smallest size" if s.actors == 1 else "by whole actors"
-        console.print(f"note: {s.pool} is modelled {s.busy:.2f} busy {reason} ({s.actors} x {s.gpus_per_actor:g} GPUs)")
+        console.print(f"note: {s.pool} is modelled {s.busy:.2f} busy {reason} ({s.actors} x {s.gpus_per_actor:g} GPUs, "
+                      f"{s.idle_gpu_hours:,.0f} GPU-h idle, {s.idle_gpu_hours / held:.1%} of the run's)")
     for line in plan.problems:
         console.print(f"does not fit: {line}", markup=False)
     for s in plan.stages:
