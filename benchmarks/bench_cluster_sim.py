@@ -111,7 +111,7 @@ def main() -> None:
     work_dir = tempfile.mkdtemp(prefix="vipo-sim-")
     config, seconds = scaled_config(args.config, args.pairs, args.gpus, f"{work_dir}/out")
     storage = Storage(config.output)
-    plan = ShardPlan(config.shards.name, config.quotas(), config.shards.pairs_per_shard)
+    plan = ShardPlan.of(config)
     cpus = sum(p.actors * p.num_cpus for p in [config.prompts.pool, config.judge.pool, config.shards.pool,
                                                 *(g.pool for g in config.generate.generators)])
     ray.init(num_cpus=int(cpus) + 1, num_gpus=args.gpus, include_dashboard=False, log_to_driver=False,

@@ -42,7 +42,7 @@ def make_root(directory: Path, shards: int) -> PipelineConfig:
         category["pairs"] = per_category
     raw["shards"]["pairs_per_shard"] = PAIRS_PER_SHARD
     config = PipelineConfig.model_validate(raw)
-    plan = ShardPlan(config.shards.name, config.quotas(), PAIRS_PER_SHARD)
+    plan = ShardPlan.of(config)
     (directory / SHARDS_DIR).mkdir(parents=True)
     (directory / RUN_JSON).write_text(json.dumps({"config": config.model_dump(mode="json"), "config_hash": config.output_hash(),
                                                   "category_files": category_files(config), "version": "bench"}))

@@ -178,7 +178,7 @@ def simulated_run(tmp_path: Path, overgen: float = 1.0, **ray_overrides):
     raw["ray"] |= ray_overrides
     config = PipelineConfig.model_validate(raw)
     storage = Storage(config.output)
-    plan = ShardPlan(config.shards.name, config.quotas(), config.shards.pairs_per_shard)
+    plan = ShardPlan.of(config)
     # simulated seconds per prompt, candidate and judge request on one actor
     seconds = {"prompts": 0.1, "generate:sd35-large": 8.0, "generate:sana15": 2.0, "judge": 0.25}
     stages = sim_stages.simulated_stages(config, storage, 0.001, seconds)

@@ -16,7 +16,7 @@ import json
 import math
 import time
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +64,7 @@ def prepare(config_path: str | Path, out: str | None) -> tuple[PipelineConfig, S
     root = out or config.output
     if "://" not in root:
         root = str((base / root).resolve()) if out is None else str(Path(root).resolve())
-    plan = ShardPlan(config.shards.name, config.quotas(), config.shards.pairs_per_shard)
+    plan = ShardPlan.of(config)
     return config, plan, root
 
 
@@ -280,8 +280,9 @@ class Run:
         self.started_at = time.time()
         self.done_this_run: Counter = Counter()  # shards, pairs and judged pairs since this run started
         self.reused: Counter = Counter()  # cache hits: work an earlier run did and this one did not redo
-        self.pending = [s for s in range(plan.num_shards) if plan.shard_name(s) not in committed]
-        self.needed = {s: plan.needed(s) for s in self.pending}
+        # per shard set (one per modality), its shards not yet committed, in order
+        self.pending = [deque(s for s in numbers if plan.shard_name(s) not in committed) for numbers in plan.set_shards()]
+        self.needed = {s: plan.needed(s) for queue in self.pending for s in queue}
         self.window = config.ray.max_units_in_flight or self.default_window()
         self.expanding = 0  # units with the prompt LLM or waiting to be filtered
         self.ready: list = []  # heap of (priority, category, unit): filtered, waiting to be admitted
@@ -598,12 +599,14 @@ class Run:
         self.storage.write_bytes(PROGRESS_JSON, json.dumps(record, indent=1).encode())
 
     def write_ready_shards(self) -> None:
-        # Shards need ever more pairs of each category, so they become ready in plan order.
-        while self.pending and all(self.states[c].kept >= n for c, n in self.needed[self.pending[0]].items()):
-            shard = self.pending.pop(0)
-            members = [(c, self.states[c].kept_units[o], self.states[c].pair_id(o)) for c, o in self.plan.slots(shard)]
-            self.scheduler.submit("shards", self.plan.shard_name(shard), ShardWork(self.plan.shard_name(shard), members),
-                                  (shard,))
+        # A set's shards need ever more pairs of each of its categories, so they become ready in order.
+        for queue in self.pending:
+            while queue and all(self.states[c].kept >= n for c, n in self.needed[queue[0]].items()):
+                self.write_shard(queue.popleft())
+
+    def write_shard(self, shard: int) -> None:
+        members = [(c, self.states[c].kept_units[o], self.states[c].pair_id(o)) for c, o in self.plan.slots(shard)]
+        self.scheduler.submit("shards", self.plan.shard_name(shard), ShardWork(self.plan.shard_name(shard), members), (shard,))
 
     def shard_written(self, task: Task, record: dict) -> None:
         self.committed[record["shard"]] = record

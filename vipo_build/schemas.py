@@ -22,8 +22,11 @@ def _arrow_to_json(t: pa.DataType) -> dict:
         return {"type": "number"}
     if pa.types.is_boolean(t):
         return {"type": "boolean"}
-    if pa.types.is_map(t):
-        return {"type": "object", "additionalProperties": _arrow_to_json(t.item_type)}
+    if pa.types.is_list(t):
+        return {"type": "array", "items": _arrow_to_json(t.value_type)}
+    if pa.types.is_struct(t):
+        return {"type": "object", "properties": {f.name: _arrow_to_json(f.type) for f in t},
+                "required": [f.name for f in t], "additionalProperties": False}
     raise TypeError(f"no JSON Schema mapping for {t}")
 
 

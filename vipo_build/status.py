@@ -24,7 +24,7 @@ def root_status(storage: Storage) -> dict:
     if not storage.exists(RUN_JSON):
         raise VipoError(f"{storage.url}: no run.json: not a vipo-build dataset root (or not started yet)")
     config, _ = read_run_json(storage)
-    plan = ShardPlan(config.shards.name, config.quotas(), config.shards.pairs_per_shard)
+    plan = ShardPlan.of(config)
     committed = committed_shards(storage)
     with_data = {n.rsplit(".", 1)[0] for n in storage.list(SHARDS_DIR) if not n.endswith(".json")}
     written = pairs_written(committed)

@@ -25,7 +25,7 @@ PLAN_PARQUET = "plan.parquet"
 MANIFEST_BATCH = 64  # manifests held in memory as bytes at once
 MANIFEST_COLUMNS = [
     "shard", "category", "chosen_generator", "rejected_generator", "width", "height", "frames",
-    "vote_share", "order_consistent", "chosen_scores", "rejected_scores",
+    "vote_share", "order_consistent", "dimensions",
 ]
 
 
@@ -64,17 +64,17 @@ def read_plan(storage: Storage) -> pa.Table:
         raise VipoError(f"{storage.url}/{PLAN_PARQUET}: unreadable ({type(err).__name__}: {err})") from None
 
 
-def read_manifests(storage: Storage, records: dict[str, dict]) -> pa.Table:
-    """The manifests of the given shards, fetched in batches (each batch concurrently on object stores)."""
+def read_manifests(storage: Storage, records: dict[str, dict], columns: list[str] = MANIFEST_COLUMNS) -> pa.Table:
+    """`columns` of the given shards' manifests, fetched in batches (each batch concurrently on object stores)."""
     paths = {shard: f"{SHARDS_DIR}/{record['files']['parquet']['name']}" for shard, record in sorted(records.items())}
     shards = list(paths)
-    tables = [MANIFEST_SCHEMA.empty_table().select(MANIFEST_COLUMNS)]
+    tables = [MANIFEST_SCHEMA.empty_table().select(columns)]
     for start in range(0, len(shards), MANIFEST_BATCH):
         batch = shards[start : start + MANIFEST_BATCH]
         contents = storage.read_many([paths[shard] for shard in batch])
         for shard in batch:
             try:
-                tables.append(pq.read_table(io.BytesIO(contents[paths[shard]]), columns=MANIFEST_COLUMNS))
+                tables.append(pq.read_table(io.BytesIO(contents[paths[shard]]), columns=columns))
             except pa.ArrowException as err:
                 raise VipoError(
                     f"{storage.url}/{paths[shard]}: unreadable manifest ({type(err).__name__}); run `vipo-build verify` on the root"

@@ -10,6 +10,7 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vipo_build.audit.collect import RootContents
 from vipo_build.audit.model import (
@@ -161,18 +162,15 @@ def media(manifests: pa.Table) -> Media:
     )
 
 
-def _flat_scores(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(dimension names, scores) over every entry of a map<string, double> column."""
-    scores = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
-    return np.asarray(scores.keys.to_pylist(), dtype=object), scores.items.to_numpy(zero_copy_only=False)
-
-
 def scores(manifests: pa.Table) -> Scores:
     edges = np.array(SCORE_BIN_EDGES)
-    sides = {side: _flat_scores(manifests.column(f"{side}_scores")) for side in ("chosen", "rejected")}
+    column = manifests.column("dimensions")
+    entries = pc.list_flatten(column.combine_chunks() if column.num_chunks else pa.array([], column.type))
+    names = np.asarray(entries.field("dimension").to_pylist(), dtype=object)
+    sides = {side: entries.field(f"{side}_mean").to_numpy(zero_copy_only=False) for side in ("chosen", "rejected")}
     dimensions = []
-    for dimension in sorted(set(sides["chosen"][0]) | set(sides["rejected"][0])):
-        values = {side: np.clip(s[names == dimension], edges[0], edges[-1]) for side, (names, s) in sides.items()}
+    for dimension in sorted(set(names)):
+        values = {side: np.clip(s[names == dimension], edges[0], edges[-1]) for side, s in sides.items()}
         dimensions.append(DimensionScores(
             dimension=dimension, pairs=len(values["chosen"]),
             chosen_mean=round(float(values["chosen"].mean()), 4) if len(values["chosen"]) else 0.0,

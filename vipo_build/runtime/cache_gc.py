@@ -33,7 +33,7 @@ def find(storage: Storage) -> Garbage:
     from vipo_build.run import read_run_json
 
     config, _ = read_run_json(storage)
-    plan = ShardPlan(config.shards.name, config.quotas(), config.shards.pairs_per_shard)
+    plan = ShardPlan.of(config)
     committed = committed_shards(storage)
     finished = {plan.shard_name(s) for s in range(plan.num_shards)} <= committed.keys()
     written = set() if finished else committed_keys(storage, committed)

@@ -1,6 +1,8 @@
 """The shard plan: which kept pairs of each category go into which shard, fixed before any work.
 
-Each shard gets, per category, the floor or the ceiling of its exact share of the shard, so
+Each modality has its own shard set (`{name}-image-NNNNNN`, `{name}-video-NNNNNN`), so a shard
+holds one kind of media and every reader sees the same members and types in all its samples.
+Within a set, each shard gets, per category, the floor or the ceiling of its exact share of the shard, so
 every shard has the planned mix within one pair. Which categories get the ceiling is decided by
 their running deficit against the exact cumulative share, so the totals come out exactly at
 the quotas. Inside a shard the categories are interleaved evenly. Category c's pairs in shard
@@ -18,7 +20,9 @@ import pyarrow as pa
 
 
 @dataclass(frozen=True)
-class ShardPlan:
+class ShardSet:
+    """The shards of one modality: its categories' quotas spread evenly over them."""
+
     name: str
     quotas: dict[str, int]
     pairs_per_shard: int
@@ -83,10 +87,69 @@ class ShardPlan:
         ends = self._starts[shard] + self.count_matrix[shard]
         return {c: int(e) if n else 0 for c, e, n in zip(self.categories, ends, self.count_matrix[shard])}
 
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Every shard of a root: the shard sets of its modalities, numbered one after the other."""
+
+    name: str
+    quotas: dict[str, int]
+    pairs_per_shard: int
+    modalities: dict[str, str]  # category -> modality
+
+    @classmethod
+    def of(cls, config) -> ShardPlan:
+        quotas = config.quotas()
+        return cls(config.shards.name, quotas, config.shards.pairs_per_shard,
+                   {c: config.category(c).modality for c in quotas})
+
+    @cached_property
+    def sets(self) -> list[ShardSet]:
+        kinds = list(dict.fromkeys(self.modalities[c] for c in self.quotas))
+        return [ShardSet(f"{self.name}-{kind}", {c: q for c, q in self.quotas.items() if self.modalities[c] == kind},
+                         self.pairs_per_shard) for kind in kinds]
+
+    @cached_property
+    def _located(self) -> list[tuple[ShardSet, int]]:
+        return [(shard_set, local) for shard_set in self.sets for local in range(shard_set.num_shards)]
+
+    @property
+    def total_pairs(self) -> int:
+        return sum(self.quotas.values())
+
+    @property
+    def num_shards(self) -> int:
+        return len(self._located)
+
+    def set_shards(self) -> list[list[int]]:
+        """The shard numbers of each set, in order: a set's shards are written one after another."""
+        numbers, start = [], 0
+        for shard_set in self.sets:
+            numbers.append(list(range(start, start + shard_set.num_shards)))
+            start += shard_set.num_shards
+        return numbers
+
+    def shard_name(self, shard: int) -> str:
+        shard_set, local = self._located[shard]
+        return shard_set.shard_name(local)
+
+    def modality(self, shard: int) -> str:
+        shard_set, _ = self._located[shard]
+        return self.modalities[next(iter(shard_set.quotas))]
+
+    def slots(self, shard: int) -> list[tuple[str, int]]:
+        shard_set, local = self._located[shard]
+        return shard_set.slots(local)
+
+    def counts(self, shard: int) -> dict[str, int]:
+        shard_set, local = self._located[shard]
+        return shard_set.counts(local)
+
+    def needed(self, shard: int) -> dict[str, int]:
+        shard_set, local = self._located[shard]
+        return shard_set.needed(local)
+
     def table(self) -> pa.Table:
-        rows = [
-            {"shard": self.shard_name(s), "category": c, "pairs": n}
-            for s in range(self.num_shards)
-            for c, n in self.counts(s).items()
-        ]
+        rows = [{"shard": self.shard_name(s), "modality": self.modality(s), "category": c, "pairs": n}
+                for s in range(self.num_shards) for c, n in self.counts(s).items()]
         return pa.Table.from_pylist(rows)

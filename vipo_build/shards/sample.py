@@ -1,4 +1,10 @@
-"""The `json` member of every shard sample, as a typed record (its JSON Schema is in schemas/)."""
+"""The `json` member of every shard sample, as a typed record (its JSON Schema is in schemas/).
+
+Every field has one type in every sample of a shard set, whatever the category: per-dimension
+scores are lists of records named by their dimension, never objects keyed by dimension names
+(which differ between categories), so readers that infer one schema from the first samples
+(Hugging Face `datasets`, Ray Data, DuckDB) read every sample with it.
+"""
 
 from __future__ import annotations
 
@@ -20,19 +26,31 @@ class SampleSide(_Record):
     perturbed: bool = Field(description="Generated from the prompt's perturbed text (a known loser by construction).")
 
 
+class VoteScore(_Record):
+    dimension: str
+    chosen: int = Field(description="1-5.")
+    rejected: int = Field(description="1-5.")
+
+
 class SampleVote(_Record):
     order: str = Field(description="AB: the chosen candidate's side 0 was shown first; BA: side 1 first.")
     sample: int
     winner: str = Field(description="chosen, rejected or tie.")
-    scores: dict[str, dict[str, int]] = Field(description="{chosen: {dimension: 1-5}, rejected: {...}}; empty for an unusable answer.")
+    scores: list[VoteScore] = Field(description="Per dimension; empty for an unusable answer.")
+
+
+class DimensionScore(_Record):
+    dimension: str
+    chosen_mean: float
+    rejected_mean: float
+    margin: float = Field(description="chosen_mean - rejected_mean.")
 
 
 class SampleJudge(_Record):
     votes: list[SampleVote]
     vote_share: float = Field(description="Votes for the chosen candidate over all usable votes.")
     order_consistent: bool
-    mean_scores: dict[str, dict[str, float]] = Field(description="{chosen: {dimension: mean}, rejected: {...}}.")
-    score_margins: dict[str, float] = Field(description="Chosen minus rejected mean score per dimension.")
+    dimensions: list[DimensionScore] = Field(description="Mean scores of both sides and their margin, per dimension.")
 
 
 class SampleJson(_Record):

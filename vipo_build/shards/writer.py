@@ -19,7 +19,7 @@ from vipo_build.judge.agreement import score_margins
 from vipo_build.records import Candidate, Pair
 from vipo_build.runtime import failpoints
 from vipo_build.runtime.storage import Storage, parquet_bytes
-from vipo_build.shards.sample import SampleJson, SampleJudge, SampleSide, SampleVote
+from vipo_build.shards.sample import DimensionScore, SampleJson, SampleJudge, SampleSide, SampleVote, VoteScore
 
 SHARDS_DIR = "shards"
 
@@ -30,6 +30,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("category", pa.string()),
         ("modality", pa.string()),
         ("prompt_id", pa.string()),
+        ("seed_subject", pa.string()),
         ("prompt", pa.string()),
         ("chosen_generator", pa.string()),
         ("chosen_seed", pa.int64()),
@@ -46,9 +47,9 @@ MANIFEST_SCHEMA = pa.schema(
         ("votes", pa.int32()),
         ("vote_share", pa.float64()),
         ("order_consistent", pa.bool_()),
-        ("chosen_scores", pa.map_(pa.string(), pa.float64())),
-        ("rejected_scores", pa.map_(pa.string(), pa.float64())),
-        ("score_margins", pa.map_(pa.string(), pa.float64())),
+        # a list of records, not a map: `datasets` has no map type, and names differ between categories
+        ("dimensions", pa.list_(pa.struct([("dimension", pa.string()), ("chosen_mean", pa.float64()),
+                                           ("rejected_mean", pa.float64()), ("margin", pa.float64())]))),
     ]
 )
 
@@ -58,6 +59,14 @@ def _side(candidate: Candidate) -> SampleSide:
         **candidate.model_dump(include={"generator", "seed", "width", "height", "frames", "fps", "perturbed"}),
         sha256=candidate.sha256,
     )
+
+
+def dimension_scores(verdict) -> list[DimensionScore]:
+    """Both sides' mean scores and the chosen side's margin, per dimension of the rubric."""
+    chosen, rejected = verdict.mean_scores[verdict.chosen_side], verdict.mean_scores[1 - verdict.chosen_side]
+    margins = score_margins(verdict)
+    return [DimensionScore(dimension=d, chosen_mean=mean, rejected_mean=rejected[d], margin=margins[d])
+            for d, mean in chosen.items()]
 
 
 def sample_json(pair: Pair) -> SampleJson:
@@ -75,13 +84,13 @@ def sample_json(pair: Pair) -> SampleJson:
         judge=SampleJudge(
             votes=[
                 SampleVote(order=v.order, sample=v.sample, winner=_relabel(v.winner_side, chosen),
-                           scores={"chosen": v.scores[chosen], "rejected": v.scores[rejected]} if v.valid else {})
+                           scores=[VoteScore(dimension=d, chosen=score, rejected=v.scores[rejected][d])
+                                   for d, score in v.scores[chosen].items()] if v.valid else [])
                 for v in verdict.votes
             ],
             vote_share=verdict.vote_share,
             order_consistent=verdict.order_consistent,
-            mean_scores={"chosen": verdict.mean_scores[chosen], "rejected": verdict.mean_scores[rejected]},
-            score_margins=score_margins(verdict),
+            dimensions=dimension_scores(verdict),
         ),
     )
 
@@ -94,13 +103,13 @@ def _relabel(winner_side: int | None, chosen_side: int) -> str:
 
 def manifest_row(pair: Pair, shard: str) -> dict:
     verdict = pair.verdict
-    chosen, rejected = verdict.chosen_side, 1 - verdict.chosen_side
     return {
         "key": pair.key,
         "shard": shard,
         "category": pair.prompt.category,
         "modality": pair.prompt.modality,
         "prompt_id": pair.prompt.id,
+        "seed_subject": pair.prompt.seed_subject,
         "prompt": pair.prompt.text,
         "chosen_generator": pair.chosen.generator,
         "chosen_seed": pair.chosen.seed,
@@ -117,9 +126,7 @@ def manifest_row(pair: Pair, shard: str) -> dict:
         "votes": len(verdict.votes),
         "vote_share": verdict.vote_share,
         "order_consistent": verdict.order_consistent,
-        "chosen_scores": list(verdict.mean_scores[chosen].items()),
-        "rejected_scores": list(verdict.mean_scores[rejected].items()),
-        "score_margins": list(score_margins(verdict).items()),
+        "dimensions": [d.model_dump() for d in dimension_scores(verdict)],
     }
 
 
