@@ -241,6 +241,25 @@ def calibrate(
 
 
 @app.command()
+def export(
+    root: str = typer.Argument(..., help="Dataset root (path or fsspec URL)."),
+    out: str = typer.Argument(..., help="A new folder (path or fsspec URL) for the export."),
+    to: str = typer.Option(..., "--to", help="pickapic (the diffusers Diffusion-DPO scripts' Parquet), hf (a datasets dataset with a card) or video."),
+    split: str = typer.Option("train=0.98,validation=0.01,test=0.01", "--split", help="Split names and shares, by seed subject."),
+    min_vote_share: Optional[float] = typer.Option(None, "--min-vote-share", min=0, max=1, help="Only pairs whose chosen side got at least this share of the votes."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Comma-separated categories (default: every category of the format's modality)."),
+    rows_per_file: int = typer.Option(1000, "--rows-per-file", min=1, help="Pairs per Parquet file."),
+) -> None:
+    """Export the committed pairs in a trainer's format, streaming, split by seed subject with each category's share kept."""
+    from vipo_build.export.command import export as export_root
+
+    try:
+        export_root(root, out, to, split, min_vote_share, categories.split(",") if categories else None, rows_per_file, console)
+    except VipoError as err:
+        _fail(err)
+
+
+@app.command()
 def schema(out: Path = typer.Option(SCHEMAS_DIR, "--out", help="Folder for the JSON Schema files.")) -> None:
     """Write the JSON Schemas of the pipeline config, manifest row, sample json and audit report."""
     from vipo_build.schemas import write_schemas

@@ -1,0 +1,1 @@
+"""Reference preference losses for training on the exported pairs."""
