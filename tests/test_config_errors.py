@@ -79,7 +79,7 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path, tiny_models):
     path = write_config(tmp_path / "x.yaml", config)
     result = run_cli("run", str(path), "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "40 pairs in 4 shards" in result.output
+    assert "40 pairs in 5 shards (tiny-image 3, tiny-video 2)" in result.output  # 25 image pairs and 15 video pairs, 10 per shard
     assert not (tmp_path / "out").exists()
 
 

@@ -126,12 +126,13 @@ def cost_plan_of(config_path: Path, gpus: int | None, gpu_memory_gb: float | Non
 
 
 def show_plan(config, plan, root: str) -> None:
-    table = Table(title=f"{config.name}: {plan.total_pairs:,} pairs in {plan.num_shards:,} shards -> {root}")
+    sets = ", ".join(f"{s.name} {s.num_shards:,}" for s in plan.sets)
+    table = Table(title=f"{config.name}: {plan.total_pairs:,} pairs in {plan.num_shards:,} shards ({sets}) -> {root}")
     for column in ("category", "modality", "pairs", "share", "per shard", "first-round prompts"):
         table.add_column(column, justify="left" if column in ("category", "modality") else "right")
     unit = config.generate.unit_size
-    for i, (name, pairs) in enumerate(plan.quotas.items()):
-        per_shard = plan.count_matrix[:, i]
+    for name, pairs in plan.quotas.items():
+        per_shard = plan.per_shard(name)
         prompts = math.ceil(pairs * config.prompts.overgen / unit) * unit  # as the first round sizes it
         table.add_row(name, config.category(name).modality, f"{pairs:,}", f"{pairs / plan.total_pairs:.1%}",
                       f"{per_shard.min()}-{per_shard.max()}", f"{prompts:,}")
@@ -236,6 +237,23 @@ def calibrate(
             console.print(f"wrote {export_sample(root, sample, seed)}", markup=False)
         else:
             score_labels(root, labels, console)
+    except VipoError as err:
+        _fail(err)
+
+
+@app.command("judge-eval")
+def judge_eval(
+    config: Path = typer.Argument(..., help="Pipeline YAML whose judge (model, rubric, votes, keep rule) is evaluated."),
+    pairs: str = typer.Option(..., "--pairs", help="The human-labelled pair set (file, path or fsspec URL)."),
+    layout: str = typer.Option("pickapic", "--format", help="pickapic, hpd, genai-bench or vipo (see vipo_build/judge/labelled.py)."),
+    category: Optional[str] = typer.Option(None, "--category", help="Rubric for pairs without a category (default: the config's first image category)."),
+    out: str = typer.Option("judge-eval.json", "--out", help="Where the figures and every pair's result go, as JSON."),
+) -> None:
+    """Measure the configured judge against human labels: accuracy with and without ties, Cohen's kappa, position bias, keep rate."""
+    from vipo_build.judge.evaluate import run_judge_eval
+
+    try:
+        run_judge_eval(str(config), pairs, layout, category, out, console)
     except VipoError as err:
         _fail(err)
 

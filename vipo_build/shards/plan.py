@@ -121,6 +121,11 @@ class ShardPlan:
     def num_shards(self) -> int:
         return len(self._located)
 
+    def per_shard(self, category: str) -> np.ndarray:
+        """The category's pairs in each shard of its modality's set."""
+        shard_set = next(s for s in self.sets if category in s.quotas)
+        return shard_set.count_matrix[:, shard_set.categories.index(category)]
+
     def set_shards(self) -> list[list[int]]:
         """The shard numbers of each set, in order: a set's shards are written one after another."""
         numbers, start = [], 0
