@@ -292,3 +292,40 @@ def test_s3_root(tmp_path, monkeypatch):
 
 def test_schema_file_is_current():
     assert SCHEMA.read_text() == render(AuditReport.model_json_schema()), "regenerate schemas/audit.schema.json"
+
+
+def test_judge_quality_covers_every_judged_pair_and_its_floors_fail_the_audit(tmp_path):
+    from scipy.stats import binomtest
+    from statsmodels.stats.inter_rater import fleiss_kappa
+
+    root = tmp_path / "root"
+    storage = make_root(root)
+    code, out, report = run_audit(str(root))
+    assert code == 0, out
+    # the same figures computed independently from the judged caches: every verdict, kept or dropped
+    for category, figures in report.run.judge.categories.items():
+        verdicts = json.loads(storage.read_bytes(cache.judged_path(category, 0)))["verdicts"]
+        decided = [v for v in verdicts if v["chosen_side"] is not None]
+        votes = [vote for v in verdicts for vote in v["votes"] if vote["valid"]]
+        table = [[sum(vote["winner_side"] == side for vote in v["votes"] if vote["valid"]) for side in (0, 1, None)]
+                 for v in verdicts]
+        first = sum(vote["winner_side"] == (0 if vote["order"] == "AB" else 1) for vote in votes)
+        decisive = sum(vote["winner_side"] is not None for vote in votes)
+        assert figures.pairs == len(verdicts) == UNIT and figures.decided == len(decided)
+        assert figures.order_consistency_rate == pytest.approx(sum(v["order_consistent"] for v in decided) / len(decided))
+        assert figures.fleiss_kappa == pytest.approx(fleiss_kappa(table, method="fleiss"))
+        assert figures.tie_rate == sum(vote["winner_side"] is None for vote in votes) / len(votes)
+        assert figures.first_shown_rate == pytest.approx(first / decisive)
+        assert figures.first_shown_p_value == pytest.approx(binomtest(first, decisive).pvalue)
+        assert figures.funnel["kept"] < figures.pairs  # dropped pairs count too, unlike the kept-pair table
+    assert "judge quality over every judged pair, kept or dropped (floors: order consistency 0, Fleiss' kappa -1)" in out
+
+    raw = json.loads(storage.read_bytes(RUN_JSON))
+    consistency = report.run.judge.categories["aesthetics"].order_consistency_rate
+    raw["config"]["audit"] = {"min_order_consistency": round(consistency + 0.01, 3), "min_kappa": None}
+    storage.write_bytes(RUN_JSON, json.dumps(raw).encode())
+    code, out, report = run_audit(str(root))
+    assert code == 1 and not report.passed
+    assert {(o.kind, o.category) for o in report.offenders} == {("judge_quality", c) for c in report.run.judge.categories}
+    assert (f"OFFENDER category aesthetics: judge order consistency {consistency:.3f} below audit.min_order_consistency "
+            f"{consistency + 0.01:.3g} (over {UNIT} judged pairs)") in out

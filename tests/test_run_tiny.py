@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import webdataset as wds
 from PIL import Image
 
@@ -230,6 +231,28 @@ def test_audit_of_the_tiny_run_counts_what_the_manifests_hold(tiny_run):
     assert {c["category"]: c["pairs"] for c in report["run"]["categories"]} == per_category == plan.quotas
     assert report["passed"] and report["offenders"] == []
     assert (root / "reports" / "audit.html").stat().st_size > 10_000
+    # the random-weight judge as it is: over every judged pair (kept or dropped), not the kept ones only
+    verdicts = [v for f in sorted((root / "cache").glob("*/u*.judged.json")) for v in json.loads(f.read_text())["verdicts"]]
+    decided = [v for v in verdicts if v["chosen_side"] is not None]
+    judge = report["run"]["judge"]["overall"]
+    assert judge["pairs"] == len(verdicts) > plan.total_pairs
+    consistency = sum(v["order_consistent"] for v in decided) / len(decided)
+    assert judge["order_consistency_rate"] == pytest.approx(consistency) and consistency < 0.9
+    assert all(a["order_consistent_rate"] == 1.0 for a in report["run"]["agreement"])  # kept pairs: consistent by the keep rule
+
+
+def test_the_audit_fails_a_judge_below_the_floors_naming_each_category(tiny_run, tmp_path):
+    _, root, _ = tiny_run
+    copy = corrupt_copy(root, tmp_path)
+    recorded = json.loads((copy / "run.json").read_text())
+    recorded["config"]["audit"] = {"min_order_consistency": 0.95, "min_kappa": 0.5}  # a real judge's floors
+    (copy / "run.json").write_text(json.dumps(recorded))
+    result = vipo("audit", str(copy))
+    assert result.returncode == 1
+    report = json.loads((copy / "reports" / "audit.json").read_text())
+    named = {o["category"] for o in report["offenders"] if o["kind"] == "judge_quality"}
+    assert named == set(CATEGORIES)
+    assert "OFFENDER category aesthetics: judge order consistency" in result.stdout
 
 
 def candidate_files(root: Path) -> set[str]:

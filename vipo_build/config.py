@@ -192,6 +192,13 @@ class RayConfig(Strict):
     cluster_cpus: int | None = Field(None, ge=1, description="CPUs of that cluster.")
 
 
+class AuditConfig(Strict):
+    """Floors on the judge's quality over every judged pair: `vipo-build audit` exits 1 naming each category below one."""
+
+    min_order_consistency: float | None = Field(None, ge=0, le=1, description="Least share of decided pairs whose winner does not depend on presentation order.")
+    min_kappa: float | None = Field(None, ge=-1, le=1, description="Least Fleiss' kappa over the judge's votes.")
+
+
 class PipelineConfig(Strict):
     """A vipo-build pipeline."""
 
@@ -205,6 +212,7 @@ class PipelineConfig(Strict):
     judge: JudgeStageConfig
     shards: ShardConfig = Field(default_factory=ShardConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @field_validator("categories")
     @classmethod
@@ -281,7 +289,7 @@ class PipelineConfig(Strict):
 
 # Fields that only change how fast a run goes, never what it writes.
 # Where and how fast the work runs, never what it produces (an endpoint's model and re-asks do count).
-RUNTIME_ONLY = ("pool", "ray", "output", "compile", "cpu_offload", "gpu_seconds_per_candidate", "gpu_seconds_per_request", "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
+RUNTIME_ONLY = ("pool", "ray", "audit", "output", "compile", "cpu_offload", "gpu_seconds_per_candidate", "gpu_seconds_per_request", "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
                 "backoff_s", "max_backoff_s", "wait_for_server_s")
 
 

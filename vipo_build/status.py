@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from vipo_build.errors import VipoError
+from vipo_build.judge.agreement import AgreementTally, DatasetAgreement
+from vipo_build.records import Verdict
 from vipo_build.runtime import cache
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.plan import ShardPlan
@@ -20,7 +22,9 @@ from vipo_build.runtime.lock import LOCK
 from vipo_build.shards.writer import SHARDS_DIR, committed_shards, pairs_written
 
 
-def root_status(storage: Storage) -> dict:
+def root_status(storage: Storage, judge: bool = False) -> dict:
+    """How far the root is; with `judge`, also the judge's agreement over every judged pair, per
+    category and overall (a DatasetAgreement as a dict, under "judge")."""
     if not storage.exists(RUN_JSON):
         raise VipoError(f"{storage.url}: no run.json: not a vipo-build dataset root (or not started yet)")
     config, _ = read_run_json(storage)
@@ -29,6 +33,7 @@ def root_status(storage: Storage) -> dict:
     with_data = {n.rsplit(".", 1)[0] for n in storage.list(SHARDS_DIR) if not n.endswith(".json")}
     written = pairs_written(committed)
     categories = {}
+    tallies: dict[str, AgreementTally] = {}
     stages = {stage: Counter() for stage in ("prompts", "candidates", "judged")}
     parts = storage.list(cache.PROMPTS_DIR, ".parquet")
     for name, quota in plan.quotas.items():
@@ -42,8 +47,12 @@ def root_status(storage: Storage) -> dict:
         cached = storage.list(cache.category_dir(name))
         judged = [n for n in cached if n.endswith(".judged.json")]
         reasons: Counter = Counter()
+        tallies[name] = AgreementTally()
         for data in storage.read_many([f"{cache.category_dir(name)}/{unit}" for unit in judged]).values():
-            reasons.update(v["reason"] for v in json.loads(data)["verdicts"])
+            verdicts = json.loads(data)["verdicts"]
+            reasons.update(v["reason"] for v in verdicts)
+            for verdict in verdicts if judge else ():
+                tallies[name].add(Verdict.model_validate(verdict))
         stages["prompts"].update(done=prompts, total=units * config.generate.unit_size)
         # a unit has one candidates file per generator it uses
         # (or was: gc deletes the candidates of judged units whose pairs are all committed)
@@ -78,7 +87,8 @@ def root_status(storage: Storage) -> dict:
         "categories": categories,
         "rate": rate(storage, plan.num_shards - len(committed)),
         "last_run_stages": summary["stages"] if summary else {},
-    }
+    } | ({"judge": DatasetAgreement(categories={c: t.result() for c, t in tallies.items()},
+                                    overall=AgreementTally.merged(tallies.values()).result()).model_dump()} if judge else {})
 
 
 def rate(storage: Storage, shards_left: int) -> dict | None:

@@ -68,12 +68,14 @@ def show(result: dict, console: Console) -> None:
         console.print(f"reused from the cache: {reused['prompt_parts']} prompt parts, {reused['judged_units']} judged units, "
                       f"{reused['candidate_units']} units of candidates awaiting the judge")
     agreement = Table(title="Judge agreement (judged pairs of the units up to each quota; rates over decided pairs)")
-    for column in ("category", "judged", "decided", "order-consistent", "mean vote share", "Fleiss' kappa"):
+    for column in ("category", "judged", "decided", "order-consistent", "mean vote share", "Fleiss' kappa", "tie votes",
+                   "first shown wins"):
         agreement.add_column(column, justify="left" if column == "category" else "right")
     rows = {**result["agreement"]["categories"], "all": result["agreement"]["overall"]}
     for name, a in rows.items():
         agreement.add_row(name, str(a["pairs"]), str(a["decided"]), _figure(a["order_consistency_rate"], "{:.1%}"),
-                          _figure(a["mean_vote_share"], "{:.3f}"), _figure(a["fleiss_kappa"], "{:.3f}"))
+                          _figure(a["mean_vote_share"], "{:.3f}"), _figure(a["fleiss_kappa"], "{:.3f}"),
+                          _figure(a["tie_rate"], "{:.1%}"), _figure(a["first_shown_rate"], "{:.1%}"))
     console.print(agreement)
 
 

@@ -41,5 +41,27 @@ def shard_offenders(run: RunAudit, tolerance_pct: float) -> list[Offender]:
     return offenders
 
 
+def below_floors(run: RunAudit, category: str) -> list[str]:
+    """What of the judge's figures on `category` (over every judged pair) is below the config's floors."""
+    figures, floors = run.judge.categories[category], run.judge_floors
+    found = []
+    for name, value, floor, config_key in (
+        ("order consistency", figures.order_consistency_rate, floors.min_order_consistency, "min_order_consistency"),
+        ("Fleiss' kappa", figures.fleiss_kappa, floors.min_kappa, "min_kappa"),
+    ):
+        if floor is not None and value is not None and value < floor:
+            found.append(f"{name} {value:.3f} below audit.{config_key} {floor:g}")
+    return found
+
+
+def judge_offenders(run: RunAudit) -> list[Offender]:
+    return [
+        Offender(root=run.root, kind="judge_quality", category=category, shard=None, deviation_pp=None,
+                 message=f"category {category}: judge {problem} (over {run.judge.categories[category].pairs} judged pairs)")
+        for category in run.judge.categories
+        for problem in below_floors(run, category)
+    ]
+
+
 def offenders(run: RunAudit, tolerance_pct: float) -> list[Offender]:
-    return category_offenders(run, tolerance_pct) + shard_offenders(run, tolerance_pct)
+    return category_offenders(run, tolerance_pct) + shard_offenders(run, tolerance_pct) + judge_offenders(run)

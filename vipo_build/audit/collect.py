@@ -36,7 +36,7 @@ class RootContents:
     plan: pa.Table  # shard, category, pairs: the whole planned dataset
     records: dict[str, dict]  # commit records of the committed shards, by shard name
     manifests: pa.Table  # MANIFEST_COLUMNS of every committed shard's manifest
-    status: dict  # root_status(): stage progress and per-category kept/dropped from the caches
+    status: dict  # root_status(judge=True): stage progress, per-category kept/dropped and the judge's figures from the caches
 
 
 def read_root(root: str) -> RootContents:
@@ -53,7 +53,7 @@ def read_root(root: str) -> RootContents:
         plan=read_plan(storage),
         records=records,
         manifests=read_manifests(storage, records),
-        status=root_status(storage),
+        status=root_status(storage, judge=True),
     )
 
 

@@ -10,6 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vipo_build.config import AuditConfig
+from vipo_build.judge.agreement import DatasetAgreement
+
 SCORE_BIN_EDGES = [1.0 + 0.25 * i for i in range(17)]  # judge scores are means of 1-5 votes
 
 
@@ -152,20 +155,23 @@ class RunAudit(_Record):
     categories: list[CategoryBalance]
     shard_balance: list[ShardBalance]
     generators: Generators
-    agreement: list[Agreement]
+    agreement: list[Agreement] = Field(description="Over the kept pairs in committed shards.")
+    judge: DatasetAgreement = Field(description="The judge's quality over every judged pair, kept or dropped.")
+    judge_floors: AuditConfig
     funnel: Funnel
     media: Media
     scores: Scores
 
 
-OffenceKind = Literal["category", "shard_mix", "record_mismatch", "unplanned_shard"]
+OffenceKind = Literal["category", "shard_mix", "record_mismatch", "unplanned_shard", "judge_quality"]
 
 
 class Offender(_Record):
     root: str
     kind: OffenceKind = Field(
         description="category: a category's share of the committed pairs; shard_mix: a category's share of one shard; "
-        "record_mismatch: commit record and manifest disagree; unplanned_shard: a committed shard the plan does not name."
+        "record_mismatch: commit record and manifest disagree; unplanned_shard: a committed shard the plan does not name; "
+        "judge_quality: the judge falls below a floor of the config's audit section on a category."
     )
     category: str | None
     shard: str | None

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vipo_build.audit.collect import RootContents
+from vipo_build.judge.agreement import DatasetAgreement
 from vipo_build.audit.model import (
     SCORE_BIN_EDGES, Agreement, CategoryBalance, CategoryFunnel, ClipLength, ComparedCategory, DimensionScores,
     Funnel, GeneratorRecord, Generators, Matchup, Media, PairCounts, Resolution, RunAudit, Scores, ShardBalance,
@@ -197,6 +198,8 @@ def run_audit(contents: RootContents) -> RunAudit:
         shard_balance=shard_balance(planned, written, record_counts(contents.records), shards),
         generators=generators(contents.manifests),
         agreement=agreement(contents.manifests, [c.category for c in balance]),
+        judge=DatasetAgreement.model_validate(contents.status["judge"]),
+        judge_floors=contents.config.audit,
         funnel=funnel(contents.status),
         media=media(contents.manifests),
         scores=scores(contents.manifests),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vipo_build.audit.check import beyond
+from vipo_build.audit.check import below_floors, beyond
 from vipo_build.audit.model import AuditReport, RunAudit
 
 
@@ -69,9 +69,25 @@ def generator_table(run: RunAudit) -> TextTable:
     )
 
 
+def judge_table(run: RunAudit) -> TextTable:
+    floors = run.judge_floors
+    shown = [f"{name} {value:g}" for name, value in (("order consistency", floors.min_order_consistency),
+                                                     ("Fleiss' kappa", floors.min_kappa)) if value is not None]
+    rows = {**run.judge.categories, "all": run.judge.overall}
+    return TextTable(
+        title=f"{run.name}: judge quality over every judged pair, kept or dropped (floors: {', '.join(shown) or 'none'})",
+        header=["category", "judged", "decided", "order consistency", "Fleiss' kappa", "tie rate",
+                "votes for the first shown", "binomial p"],
+        rows=[[name, str(a.pairs), str(a.decided), optional(a.order_consistency_rate, ".1%"), optional(a.fleiss_kappa, ".3f"),
+               optional(a.tie_rate, ".1%"), optional(a.first_shown_rate, ".1%"), optional(a.first_shown_p_value, ".3g")]
+              for name, a in rows.items()],
+        flagged=[name in run.judge.categories and bool(below_floors(run, name)) for name in rows],
+    )
+
+
 def agreement_table(run: RunAudit) -> TextTable:
     return TextTable(
-        title=f"{run.name}: judge agreement per category",
+        title=f"{run.name}: judge agreement on the kept pairs in committed shards",
         header=["category", "pairs", "mean vote share", "order-consistency rate"],
         rows=[[a.category, str(a.pairs), optional(a.mean_vote_share, ".3f"), optional(a.order_consistent_rate, ".1%")]
               for a in run.agreement],
@@ -91,4 +107,4 @@ def funnel_table(run: RunAudit) -> TextTable:
 
 def run_tables(run: RunAudit, report: AuditReport) -> list[TextTable]:
     return [category_table(run, report.tolerance_pct), shard_table(run, report), generator_table(run),
-            agreement_table(run), funnel_table(run)]
+            judge_table(run), agreement_table(run), funnel_table(run)]

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from vipo_build.audit.model import AuditReport
 from vipo_build.audit.report import verdict
-from vipo_build.audit.tables import TextTable, category_table, comparison_table
+from vipo_build.audit.tables import TextTable, category_table, comparison_table, judge_table
 
 
 def print_table(table: TextTable, console: Console) -> None:
@@ -24,6 +24,7 @@ def print_table(table: TextTable, console: Console) -> None:
 
 def show(report: AuditReport, console: Console) -> None:
     print_table(category_table(report.run, report.tolerance_pct), console)
+    print_table(judge_table(report.run), console)
     if report.compare is not None:
         print_table(category_table(report.compare, report.tolerance_pct), console)
         print_table(comparison_table(report), console)

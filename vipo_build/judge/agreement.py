@@ -1,8 +1,9 @@
 """Agreement statistics: of the judge's votes on each pair, and of people labelling the same pairs.
 
 Judge side: per pair, vote share, order consistency and per-dimension score margins; per
-category or dataset, order-consistency rate, Fleiss' kappa over the votes, mean vote share and
-the drop funnel. Human side: majority labels, each rater against the majority of the others,
+category or dataset, order-consistency rate, Fleiss' kappa over the votes, mean vote share, tie
+rate, position bias (the share of decisive votes for the candidate shown first, with a two-sided
+binomial test against one half) and the drop funnel. Human side: majority labels, each rater against the majority of the others,
 and inter-rater agreement. Cohen's kappa compares any two raters (e.g. judge and human majority).
 
 Human ratings are given per item as {rater: label}, with abstentions (skips) left out.
@@ -16,6 +17,7 @@ from itertools import combinations
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import binomtest
 
 from vipo_build.records import Verdict
 
@@ -195,6 +197,9 @@ class JudgeAgreement(_Stats):
     mean_vote_share: float | None
     mean_margins: dict[str, float]
     fleiss_kappa: float | None = Field(description="Over the usable votes: items = pairs, raters = votes, categories = side 0 / side 1 / tie.")
+    tie_rate: float | None = Field(None, description="Share of the usable votes that are ties.")
+    first_shown_rate: float | None = Field(None, description="Share of the decisive votes (not ties) for the candidate shown first; 0.5 is no position bias.")
+    first_shown_p_value: float | None = Field(None, description="Two-sided binomial test of first_shown_rate against 0.5.")
     funnel: dict[str, int] = Field(description="Pairs per reason, in the order the keep rules are tested (reasons not known here go last).")
 
 
@@ -233,6 +238,8 @@ class AgreementTally:
         self.rated = 0  # pairs with two or more usable votes: Fleiss' items
         self.observed = 0.0  # sum of their agreement
         self.votes = np.zeros(3)  # their votes per category
+        self.usable = self.ties = 0  # usable votes, and how many of them are ties
+        self.first_shown = 0  # decisive votes for the candidate shown first (side 0 in AB, side 1 in BA)
 
     def add(self, verdict: Verdict) -> None:
         self.pairs += 1
@@ -244,6 +251,11 @@ class AgreementTally:
             for dimension, margin in score_margins(verdict).items():
                 self.margins[dimension][0] += margin
                 self.margins[dimension][1] += 1
+        for vote in verdict.votes:
+            if vote.valid:
+                self.usable += 1
+                self.ties += vote.winner_side is None
+                self.first_shown += vote.winner_side == (0 if vote.order == "AB" else 1)
         counts = np.array(vote_counts(verdict), dtype=float)
         n = counts.sum()
         if n >= 2:
@@ -264,6 +276,9 @@ class AgreementTally:
         self.rated += other.rated
         self.observed += other.observed
         self.votes += other.votes
+        self.usable += other.usable
+        self.ties += other.ties
+        self.first_shown += other.first_shown
 
     @classmethod
     def merged(cls, tallies: Iterable[AgreementTally]) -> AgreementTally:
@@ -282,6 +297,9 @@ class AgreementTally:
             mean_vote_share=self.vote_share / self.decided if self.decided else None,
             mean_margins={d: total / n for d, (total, n) in sorted(self.margins.items())},
             fleiss_kappa=self._kappa(),
+            tie_rate=self.ties / self.usable if self.usable else None,
+            first_shown_rate=self.first_shown / decisive if (decisive := self.usable - self.ties) else None,
+            first_shown_p_value=float(binomtest(self.first_shown, decisive).pvalue) if decisive else None,
             funnel=funnel,
         )
 

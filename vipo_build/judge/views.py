@@ -13,10 +13,12 @@ from vipo_build.records import Candidate
 
 def judge_view(candidate: Candidate, size: int, frames: int) -> Image.Image:
     """Decoded from the stored bytes, so the judge sees exactly what the dataset holds."""
-    if candidate.frames == 1:
-        image = decode_image(candidate.media)
-    else:
-        image = contact_sheet(decode_video(candidate.media), frames)
+    return media_view(candidate.media, candidate.frames > 1, size, frames)
+
+
+def media_view(media: bytes, is_video: bool, size: int, frames: int) -> Image.Image:
+    """The view of encoded media: the image, or a contact sheet of `frames` frames, fitted in `size`."""
+    image = contact_sheet(decode_video(media), frames) if is_video else decode_image(media)
     image.thumbnail((size, size))
     return image
 

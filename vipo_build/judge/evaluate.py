@@ -1,0 +1,153 @@
+"""`vipo-build judge-eval CONFIG --pairs FILE`: the configured judge, with the production protocol
+(rubric, both orders, k votes, schema, keep rule), on a human-labelled pair set.
+
+Per category and overall: accuracy with ties (the judge's A / B / tie against the human label,
+every pair) and without (pairs with a human winner only; a judge tie counts as wrong), the
+GenAI-Bench conventions; Cohen's kappa between judge and human labels; the judge's order
+consistency and position bias; the share of pairs the keep rule keeps and the accuracy on those.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import fsspec
+
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.table import Table
+
+from vipo_build.config import PipelineConfig, load_config
+from vipo_build.errors import VipoError
+from vipo_build.judge.actor import JudgeItem, JudgeStage
+from vipo_build.judge.agreement import AgreementTally, cohen_kappa
+from vipo_build.judge.labelled import LabelledPair, read_pairs
+from vipo_build.judge.views import media_view
+from vipo_build.records import Verdict
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PairResult(_Model):
+    pair_id: str
+    category: str
+    human: str
+    judge: str = Field(description="A, B, or tie for no winner.")
+    kept: bool
+    vote_share: float
+    first_shown_votes: int = Field(description="Decisive votes for the candidate shown first.")
+    decisive_votes: int = Field(description="Usable votes that are not ties.")
+
+
+class JudgeScores(_Model):
+    pairs: int
+    accuracy_with_ties: float | None = Field(description="Judge label (A, B, tie) equal to the human label, over every pair.")
+    accuracy_without_ties: float | None = Field(description="Over pairs with a human winner; a judge tie counts as wrong.")
+    cohen_kappa: float | None = Field(description="Judge against human labels, three classes.")
+    order_consistency_rate: float | None
+    first_shown_rate: float | None = Field(description="Share of decisive votes for the candidate shown first.")
+    first_shown_p_value: float | None
+    kept_share: float = Field(description="Share of pairs the keep rule keeps.")
+    accuracy_on_kept: float | None = Field(description="Over kept pairs with a human winner.")
+
+
+class JudgeEvaluation(_Model):
+    model: str
+    pairs_file: str
+    layout: str
+    votes: int
+    threshold: float
+    categories: dict[str, JudgeScores]
+    overall: JudgeScores
+    results: list[PairResult]
+
+
+def judge_label(verdict: Verdict) -> str:
+    return "tie" if verdict.chosen_side is None else "AB"[verdict.chosen_side]
+
+
+def scores(results: list[PairResult], tally: AgreementTally) -> JudgeScores:
+    decided = [r for r in results if r.human != "tie"]
+    kept = [r for r in decided if r.kept]
+    figures = tally.result()
+    return JudgeScores(
+        pairs=len(results),
+        accuracy_with_ties=sum(r.judge == r.human for r in results) / len(results) if results else None,
+        accuracy_without_ties=sum(r.judge == r.human for r in decided) / len(decided) if decided else None,
+        cohen_kappa=cohen_kappa([r.judge for r in results], [r.human for r in results]),
+        order_consistency_rate=figures.order_consistency_rate,
+        first_shown_rate=figures.first_shown_rate,
+        first_shown_p_value=figures.first_shown_p_value,
+        kept_share=sum(r.kept for r in results) / len(results) if results else 0.0,
+        accuracy_on_kept=sum(r.judge == r.human for r in kept) / len(kept) if kept else None,
+    )
+
+
+def evaluate(judge: JudgeStage, config: PipelineConfig, pairs: list[LabelledPair], pairs_file: str, layout: str) -> JudgeEvaluation:
+    """Judge every pair as a run would: units of `generate.unit_size` pairs, `judge.pool.units_per_call` units per call."""
+    size, frames = config.judge.image_size, config.judge.video_frames
+    by_category: dict[str, list[LabelledPair]] = defaultdict(list)
+    for pair in pairs:
+        by_category[pair.category].append(pair)
+    unit = config.generate.unit_size
+    units = [(config.category(name), group[i : i + unit]) for name, group in by_category.items() for i in range(0, len(group), unit)]
+    per_call = judge.config.pool.units_per_call
+    results, tallies = [], defaultdict(AgreementTally)
+    for start in range(0, len(units), per_call):
+        call = units[start : start + per_call]
+        asked = [(category, [JudgeItem(p.pair_id, p.prompt, tuple(media_view(m, p.video, size, frames) for m in p.images))
+                             for p in group]) for category, group in call]
+        for (category, group), verdicts in zip(call, judge.judge(asked)):
+            for pair, verdict in zip(group, verdicts):
+                tallies[category.name].add(verdict)
+                decisive = [v for v in verdict.votes if v.valid and v.winner_side is not None]
+                results.append(PairResult(
+                    pair_id=pair.pair_id, category=category.name, human=pair.human, judge=judge_label(verdict),
+                    kept=verdict.kept, vote_share=verdict.vote_share, decisive_votes=len(decisive),
+                    first_shown_votes=sum(v.winner_side == (0 if v.order == "AB" else 1) for v in decisive)))
+    return JudgeEvaluation(
+        model=config.judge.engine.model, pairs_file=pairs_file, layout=layout, votes=config.judge.votes,
+        threshold=config.judge.threshold,
+        categories={name: scores([r for r in results if r.category == name], tallies[name]) for name in by_category},
+        overall=scores(results, AgreementTally.merged(tallies.values())),
+        results=results,
+    )
+
+
+def show(evaluation: JudgeEvaluation, console: Console) -> None:
+    table = Table(title=f"{evaluation.model} on {evaluation.pairs_file} ({evaluation.layout}): "
+                        f"{evaluation.votes} votes x 2 orders, threshold {evaluation.threshold:g}")
+    for column in ("category", "pairs", "accuracy (ties)", "accuracy (no ties)", "Cohen's kappa", "order consistency",
+                   "first shown wins", "kept", "accuracy on kept"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for name, s in {**evaluation.categories, "all": evaluation.overall}.items():
+        table.add_row(name, str(s.pairs), _figure(s.accuracy_with_ties), _figure(s.accuracy_without_ties),
+                      _figure(s.cohen_kappa, "{:.3f}"), _figure(s.order_consistency_rate), _figure(s.first_shown_rate),
+                      _figure(s.kept_share), _figure(s.accuracy_on_kept))
+    console.print(table)
+
+
+def _figure(value: float | None, form: str = "{:.1%}") -> str:
+    return "-" if value is None else form.format(value)
+
+
+def run_judge_eval(config_path: str, pairs_file: str, layout: str, category: str | None, out: str, console: Console) -> JudgeEvaluation:
+    config, _ = load_config(config_path)
+    default = category or next((c for c in config.quotas() if config.category(c).modality == "image"), None)
+    if default is None:
+        raise VipoError("--category: the config has no image category; name the rubric to judge with")
+    config.category(default)  # an unknown name fails here, in one line
+    pairs = read_pairs(pairs_file, layout, default)
+    for name in {p.category for p in pairs}:
+        config.category(name)
+    judge = JudgeStage(config.judge, config.seed, storage=None)
+    judge.setup()
+    evaluation = evaluate(judge, config, pairs, pairs_file, layout)
+    with fsspec.open(out, "w") as f:  # a local path or any storage URL
+        json.dump(evaluation.model_dump(mode="json"), f, indent=1)
+    show(evaluation, console)
+    console.print(f"wrote {out}", markup=False)
+    return evaluation
