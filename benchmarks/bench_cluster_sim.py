@@ -112,8 +112,7 @@ def main() -> None:
     config, seconds = scaled_config(args.config, args.pairs, args.gpus, f"{work_dir}/out")
     storage = Storage(config.output)
     plan = ShardPlan.of(config)
-    cpus = sum(p.actors * p.num_cpus for p in [config.prompts.pool, config.judge.pool, config.shards.pool,
-                                                *(g.pool for g in config.generate.generators)])
+    cpus = sum(p.actors * p.num_cpus for p in [config.shards.pool, *config.model_pools().values()])
     ray.init(num_cpus=int(cpus) + 1, num_gpus=args.gpus, include_dashboard=False, log_to_driver=False,
              object_store_memory=2 * 2**30)
     pools = config.model_pools()

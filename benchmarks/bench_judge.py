@@ -2,7 +2,7 @@
 
 The baseline sends all requests (both presentation orders, alternating, k votes each) in one call;
 the stage gets the same pairs as the run's pool sends them, `--units-per-call` units of `--unit`
-pairs per call (the default puts them all in one call, as `judge.pool.units_per_call` can). Both use
+pairs per call (the default puts them all in one call, as `judge.engines[].pool.units_per_call` can). Both use
 the same loaded engine (the stage's), conversations, seeds and schema, and the prefix cache is
 reset before each timed pass, so neither reuses the other's prefixes. The stage also builds the
 conversations, parses the answers and aggregates votes. Prints verdicts/s of both and the ratio
@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from engine_timing import best_seconds  # noqa: E402
 
-from vipo_build.config import EngineConfig, JudgeStageConfig  # noqa: E402
+from vipo_build.config import EngineConfig, JudgeEngineConfig, JudgeStageConfig  # noqa: E402
 from vipo_build.judge.actor import ORDERS, JudgeItem, JudgeStage  # noqa: E402
 from vipo_build.judge.rubric import judge_conversation, verdict_schema  # noqa: E402
 from vipo_build.prompts.categories import load_category  # noqa: E402
@@ -60,7 +60,7 @@ def bare_chat(judge: JudgeStage, category, batch: list[JudgeItem]) -> int:
             for sample in range(judge.config.votes):
                 conversations.append(judge_conversation(category, item.prompt, first, second))
                 params.append(SamplingParams(temperature=judge.config.temperature, max_tokens=judge.config.max_tokens,
-                                             seed=derive_seed(judge.seed, "judge", item.pair_id, order, sample),
+                                             seed=derive_seed(judge.seed, "judge", judge.judge_engine.name, item.pair_id, order, sample),
                                              structured_outputs=StructuredOutputsParams(json=schema)))
     return len(judge.engine.llm.chat(conversations, params, use_tqdm=False))
 
@@ -96,9 +96,9 @@ def main() -> None:
     on_cpu = "tiny-models" in args.model
     engine = EngineConfig(model=args.model, load_format="dummy" if args.dummy else "auto", max_model_len=4096 if not on_cpu else 2048,
                           enforce_eager=on_cpu, options={"kv_cache_memory_bytes": 2**28} if on_cpu else {})
-    config = JudgeStageConfig(engine=engine, votes=args.votes, threshold=0.51, max_tokens=256, reason_chars=0,
-                              image_size=args.image_size)
-    judge = JudgeStage(config, seed=1234, storage=None)
+    config = JudgeStageConfig(engines=[JudgeEngineConfig(name="judge", engine=engine)], votes=args.votes, threshold=0.51,
+                              max_tokens=256, reason_chars=0, image_size=args.image_size)
+    judge = JudgeStage(config, config.engines[0], seed=1234, storage=None)
     judge.setup()
     category = load_category("aesthetics")
     work = items(args.pairs, args.image_size)

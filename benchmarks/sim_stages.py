@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vipo_build.config import GeneratorConfig, ImageOutputConfig, JudgeStageConfig, PromptStageConfig
+from vipo_build.config import GeneratorConfig, ImageOutputConfig, JudgeEngineConfig, JudgeStageConfig, PromptStageConfig
 from vipo_build.generate.actor import GenerationWork, encode_candidate
 from vipo_build.judge.actor import ORDERS, JudgeWork
 from vipo_build.judge.aggregate import aggregate, to_vote
@@ -116,11 +116,10 @@ class SimulatedGenerate(Stage):
 
 
 class SimulatedJudge(Stage):
-    name = "judge"
-
-    def __init__(self, config: JudgeStageConfig, seed: int, storage: Storage, scale: float, engine: EngineCost):
-        self.config, self.seed, self.storage, self.scale, self.engine = config, seed, storage, scale, engine
-        self.resources = config.pool
+    def __init__(self, config: JudgeStageConfig, judge: JudgeEngineConfig, seed: int, storage: Storage, scale: float,
+                 engine: EngineCost):
+        self.config, self.judge, self.seed, self.storage, self.scale, self.engine = config, judge, seed, storage, scale, engine
+        self.name, self.resources = f"judge:{judge.name}", judge.pool
 
     def process(self, batch: list[JudgeWork]) -> list[list[Verdict]]:
         for work in batch:  # read what the real judge reads
@@ -136,15 +135,15 @@ class SimulatedJudge(Stage):
                 votes = []
                 for order in ORDERS:
                     for sample in range(self.config.votes):
-                        seed = derive_seed(self.seed, "judge", prompt.id, order, sample)
+                        seed = derive_seed(self.seed, "judge", self.judge.name, prompt.id, order, sample)
                         side = better if random.Random(seed).random() < KEEP_SIDE_P else 1 - better
                         shown_first = side == (0 if order == "AB" else 1)
                         answer = {"winner": "A" if shown_first else "B",
                                   "scores_a": {d: 4 if shown_first else 2 for d in dims},
                                   "scores_b": {d: 2 if shown_first else 4 for d in dims}}
-                        votes.append(to_vote(answer, order, sample, seed, dims))
+                        votes.append(to_vote(answer, order, sample, seed, dims, self.judge.name))
                 verdicts.append(aggregate(prompt.id, votes, self.config.threshold, work.category.rubric.critical))
-            cache.write_judged(self.storage, work.category.name, work.unit, work.prompts, verdicts)
+            cache.write_judged(self.storage, work.category.name, work.unit, self.judge.name, work.prompts, verdicts)
             out.append(verdicts)
         return out
 
@@ -161,6 +160,8 @@ def simulated_stages(config: PipelineConfig, storage: Storage, scale: float, sec
         filter=FilterStage(config.prompts, list(config.categories)),
         generators={g.name: SimulatedGenerate(g, config.generate.image, storage, scale, seconds[f"generate:{g.name}"])
                     for g in config.generate.generators},
-        judge=SimulatedJudge(config.judge, config.seed, storage, scale, EngineCost(ENGINE_LATENCY_S["judge"], seconds["judge"])),
+        judges={e.name: SimulatedJudge(config.judge, e, config.seed, storage, scale,
+                                       EngineCost(ENGINE_LATENCY_S["judge"], seconds[f"judge:{e.name}"]))
+                for e in config.judge.engines},
         shards=WriteShardStage(config, storage),
     )

@@ -130,8 +130,8 @@ def answer(winner: str, a: int = 3, b: int = 3) -> dict:
 
 
 def verdict(pair_id: str, ab: list, ba: list, critical: tuple = ()):
-    votes = [to_vote(x, "AB", i, i, DIMS) for i, x in enumerate(ab)]
-    votes += [to_vote(x, "BA", i, 100 + i, DIMS) for i, x in enumerate(ba)]
+    votes = [to_vote(x, "AB", i, i, DIMS, "j") for i, x in enumerate(ab)]
+    votes += [to_vote(x, "BA", i, 100 + i, DIMS, "j") for i, x in enumerate(ba)]
     return aggregate(pair_id, votes, 0.75, list(critical))
 
 
@@ -165,7 +165,7 @@ def test_judge_agreement_by_hand():
     result = dataset_agreement(verdicts)
     overall = result.overall
     assert set(FUNNEL) == {*DROP_REASONS, "kept"}
-    assert overall.funnel == dict.fromkeys(FUNNEL, 1)
+    assert overall.funnel == dict.fromkeys(FUNNEL, 1) | {"judges_disagree": 0}  # a reason of panels only
     assert list(result.categories["cat1"].funnel.items())[:3] == [("judge_error", 0), ("tie", 1), ("order_inconsistent", 1)]
     # decided: kept, order, low, critical; order-consistent: kept, low, critical
     assert (overall.pairs, overall.decided, overall.order_consistency_rate) == (6, 4, 0.75)

@@ -24,7 +24,8 @@ from vipo_build.audit.model import AuditReport
 from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
 from vipo_build.records import Candidate, Pair, Prompt, Verdict, Vote
-from vipo_build.run import RUN_JSON, category_files
+from vipo_build.root import RUN_JSON
+from vipo_build.run import category_files
 from vipo_build.runtime import cache
 from vipo_build.runtime.storage import Storage
 from vipo_build.schemas import render
@@ -59,7 +60,7 @@ def make_pair(config: PipelineConfig, category: str, ordinal: int) -> Pair:
     ]
     dimensions = spec.rubric.dimension_names
     scores = [{d: 4 + ordinal % 2 for d in dimensions}, {d: 2 + ordinal % 3 for d in dimensions}]
-    votes = [Vote(order=o, sample=0, seed=k, winner_side=0 if k or ordinal % 3 else 1, scores=scores)
+    votes = [Vote(judge="j", order=o, sample=0, seed=k, winner_side=0 if k or ordinal % 3 else 1, scores=scores)
              for k, o in enumerate(("AB", "BA"))]
     consistent = votes[0].winner_side == votes[1].winner_side
     verdict = Verdict(pair_id=prompt.id, kept=True, reason="kept", chosen_side=0, vote_share=1.0 if consistent else 0.5,
@@ -75,7 +76,7 @@ def write_caches(storage: Storage, config: PipelineConfig, category: str, kept: 
     verdicts = [p.verdict if i < kept else p.verdict.model_copy(update={"kept": False, "reason": ("tie", "low_agreement")[i % 2]})
                 for i, p in enumerate(pairs)]
     cache.write_prompts(storage, category, 0, prompts, [0], {})
-    cache.write_judged(storage, category, 0, prompts, verdicts)
+    cache.write_judged(storage, category, 0, config.judge.engines[0].name, prompts, verdicts)
 
 
 def make_root(directory: Path, shards: int | None = None) -> Storage:
@@ -304,7 +305,7 @@ def test_judge_quality_covers_every_judged_pair_and_its_floors_fail_the_audit(tm
     assert code == 0, out
     # the same figures computed independently from the judged caches: every verdict, kept or dropped
     for category, figures in report.run.judge.categories.items():
-        verdicts = json.loads(storage.read_bytes(cache.judged_path(category, 0)))["verdicts"]
+        verdicts = json.loads(storage.read_bytes(cache.judged_path(category, 0, "tiny-vlm")))["verdicts"]
         decided = [v for v in verdicts if v["chosen_side"] is not None]
         votes = [vote for v in verdicts for vote in v["votes"] if vote["valid"]]
         table = [[sum(vote["winner_side"] == side for vote in v["votes"] if vote["valid"]) for side in (0, 1, None)]
@@ -329,3 +330,24 @@ def test_judge_quality_covers_every_judged_pair_and_its_floors_fail_the_audit(tm
     assert {(o.kind, o.category) for o in report.offenders} == {("judge_quality", c) for c in report.run.judge.categories}
     assert (f"OFFENDER category aesthetics: judge order consistency {consistency:.3f} below audit.min_order_consistency "
             f"{consistency + 0.01:.3g} (over {UNIT} judged pairs)") in out
+
+
+def test_the_audit_shows_the_judge_against_human_labels_once_calibrate_has_scored_them(tmp_path):
+    from vipo_build.calibrate import calibrate, export_sample
+
+    root = tmp_path / "root"
+    make_root(root)
+    code, out, report = run_audit(str(root))
+    assert report.run.calibration is None and "judge against human labels" not in out
+    export_sample(str(root), 12, seed=1)
+    sample = pq.read_table(root / "calibration" / "sample.parquet").to_pylist()
+    # three raters; the first two prefer the judge's chosen side, the third the other one on every other pair
+    labels = [{"key": s["key"], "rater": r, "choice": "A" if (s["a_side"] == "chosen") != flip else "B"}
+              for i, s in enumerate(sample) for r, flip in (("r1", False), ("r2", False), ("r3", i % 2 == 1))]
+    pq.write_table(pa.Table.from_pylist(labels), tmp_path / "labels.parquet")
+    calibrated = calibrate(str(root), str(tmp_path / "labels.parquet"), Console(file=io.StringIO()))
+    code, out, report = run_audit(str(root))
+    assert code == 0, out
+    assert report.run.calibration.model_dump(mode="json") == calibrated
+    assert report.run.calibration.overall.judge_accuracy == 1.0  # the majority always sides with the judge
+    assert "judge against human labels (3 raters, 36 labels, 0 skips" in out

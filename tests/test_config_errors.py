@@ -48,6 +48,8 @@ def test_bad_yaml(tmp_path: Path):
         (lambda c: c["generate"]["generators"][0].update(steps="many"), "generate.generators[0].steps: Input should be a valid integer, unable to parse string as an integer"),
         (lambda c: c["generate"]["image"].update(format="gif"), "generate.image.format: must be one of 'jpg', 'png' or 'webp'"),
         (lambda c: c.pop("judge"), "judge: required field is missing"),
+        (lambda c: c["judge"]["engines"].append(c["judge"]["engines"][0]), "judge.engines: judge names must be unique, repeated: tiny-vlm"),
+        (lambda c: c["judge"].update(combine="vote"), "judge.combine: must be one of 'all_agree' or 'pooled'"),
         (lambda c: c.update(total_pairs=30), "total_pairs is 30 but the categories' fixed pairs add up to 40"),
     ],
 )
@@ -61,9 +63,9 @@ def test_invalid_field_names_the_yaml_path(tmp_path: Path, change, expected: str
 
 def test_missing_model_path(tmp_path: Path, tiny_models):
     config = tiny_config(output=str(tmp_path / "out"))
-    config["judge"]["engine"]["model"] = str(tmp_path / "no-such-vlm")
+    config["judge"]["engines"][0]["engine"]["model"] = str(tmp_path / "no-such-vlm")
     path = write_config(tmp_path / "x.yaml", config)
-    assert_error(run_cli("run", str(path)), f"{path}: judge.engine.model: model directory not found: {tmp_path / 'no-such-vlm'}")
+    assert_error(run_cli("run", str(path)), f"{path}: judge.engines[0].engine.model: model directory not found: {tmp_path / 'no-such-vlm'}")
     assert not (tmp_path / "out").exists()
 
 

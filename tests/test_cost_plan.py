@@ -22,7 +22,7 @@ def hand_config() -> PipelineConfig:
     raw["categories"] = {"aesthetics": {"pairs": 100}, "composition": {"pairs": 100}}
     raw["prompts"]["overgen"] = 1.5
     raw["prompts"]["engine"] |= {"gpu_seconds_per_request": 0.5, "tensor_parallel_size": 1}
-    raw["judge"]["engine"] |= {"gpu_seconds_per_request": 2.0, "tensor_parallel_size": 2}
+    raw["judge"]["engines"][0]["engine"] |= {"gpu_seconds_per_request": 2.0, "tensor_parallel_size": 2}
     raw["judge"]["votes"] = 1
     image = raw["generate"]["generators"][0]
     raw["generate"]["generators"] = [image | {"name": "fast", "gpu_seconds_per_candidate": 10.0},
@@ -37,13 +37,13 @@ def test_the_plan_of_a_small_config_matches_the_arithmetic_by_hand():
     # 150 prompts per category; 2 candidates each, half per generator; 2 orders x 1 vote per pair
     stages = {s.pool: s for s in plan.stages}
     assert plan.prompts == 300 and plan.pairs == 200 and plan.shards == 4
-    assert {p: s.items for p, s in stages.items()} == {"prompts": 300, "generate:fast": 300, "generate:slow": 300, "judge": 600}
+    assert {p: s.items for p, s in stages.items()} == {"prompts": 300, "generate:fast": 300, "generate:slow": 300, "judge:tiny-vlm": 600}
     assert {p: round(s.gpu_hours, 4) for p, s in stages.items()} == {
         "prompts": round(300 * 0.5 / 3600, 4), "generate:fast": round(300 * 10 / 3600, 4),
-        "generate:slow": 2.5, "judge": round(600 * 2.0 / 3600, 4)}
+        "generate:slow": 2.5, "judge:tiny-vlm": round(600 * 2.0 / 3600, 4)}
     # shortest wall clock on 10 GPUs: slow needs 5 actors for 0.5 h; 6 would leave fast one actor (0.83 h)
     assert {p: (s.actors, s.gpus_per_actor) for p, s in stages.items()} == {
-        "prompts": (1, 1), "generate:fast": (2, 1), "generate:slow": (5, 1), "judge": (1, 2)}
+        "prompts": (1, 1), "generate:fast": (2, 1), "generate:slow": (5, 1), "judge:tiny-vlm": (1, 2)}
     assert plan.hours == pytest.approx(0.5) and plan.spare_gpus == 0
     assert stages["generate:fast"].busy == pytest.approx(0.8333 / 2 / 0.5, abs=1e-3)
     assert plan.gpu_hours == pytest.approx(300 * 0.5 / 3600 + 300 * 10 / 3600 + 2.5 + 600 * 2.0 / 3600)
@@ -115,7 +115,7 @@ def test_plan_names_what_does_not_fit(tmp_path):
     assert [p for p in json.loads(small.stdout)["problems"] if p.startswith("the pools ask for")] == [
         "the pools ask for 11 GPUs at once (prompts 2, generate.generators[0] (flux1-dev) 1, generate.generators[1] (flux2-dev) 1, "
         "generate.generators[2] (qwen-image) 1, generate.generators[3] (hidream-i1) 1, generate.generators[4] (sd35-large) 0.5, "
-        "generate.generators[5] (sana15) 0.25, generate.generators[6] (pixart-sigma) 0.25, judge 4) but the cluster has 8: 3 short"]
+        "generate.generators[5] (sana15) 0.25, generate.generators[6] (pixart-sigma) 0.25, judge.engines[0] (qwen-vl) 4) but the cluster has 8: 3 short"]
     table = vipo("plan", str(path), "--gpus", "8")
     assert "the smallest layout, one actor per pool, needs 11 GPUs" in table.stdout
 

@@ -175,10 +175,10 @@ def test_an_engine_that_dies_is_named_in_one_line_and_its_unit_is_retried_on_a_f
     forget_last_units(out)  # two units to judge: the engine dies after the first call
     result = vipo("run", str(config), "--out", str(out), JOURNAL=str(tmp_path / "journal"), KILL_ENGINE="judge.batch:1")
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.startswith("warning: judge failed")]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("warning: judge:tiny-vlm failed")]
     assert len(lines) == 1, result.stdout
-    model = yaml.safe_load(config.read_text())["judge"]["engine"]["model"]
-    assert re.fullmatch(rf"warning: judge failed on unit (aesthetics|text_rendering)/u\d+ \(attempt 1 of 3\): engine "
+    model = yaml.safe_load(config.read_text())["judge"]["engines"][0]["engine"]["model"]
+    assert re.fullmatch(rf"warning: judge:tiny-vlm failed on unit (aesthetics|text_rendering)/u\d+ \(attempt 1 of 3\): engine "
                         rf"{re.escape(model)}: .*engine core exited unexpectedly.* \(log: /\S+\); retrying on a fresh actor",
                         lines[0]), lines[0]
     log = Path(lines[0].rsplit("(log: ", 1)[1].split(")", 1)[0])
@@ -195,16 +195,16 @@ def test_a_unit_a_stage_always_fails_on_is_recorded_the_rest_is_written_and_retr
     other = f"text_rendering/{[k for k in manifest_keys(reference) if k.startswith('text_rendering-')][-1].split('-')[1]}"
     forget_units(out, [unit, other])
     once = yaml.safe_load(config.read_text())
-    once["judge"]["pool"]["retries"] = 0  # retries have their own tests; each would start an engine
+    once["judge"]["engines"][0]["pool"]["retries"] = 0  # retries have their own tests; each would start an engine
     config = write_config(tmp_path / "once.yaml", once)
     result = vipo("run", str(config), "--out", str(out), RAISE=f"judge.unit@{unit}")
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip() == (
         f"error: 1 unit(s) failed (recorded under {out}/failed; `vipo-build run CONFIG --retry-failed` retries them): "
-        f"judge failed on unit {unit} after 1 attempt: FailpointError: failpoint judge.unit at {unit}")
-    assert json.loads((out / "failed" / f"{unit}.json").read_text())["stage"] == "judge"
+        f"judge:tiny-vlm failed on unit {unit} after 1 attempt: FailpointError: failpoint judge.unit at {unit}")
+    assert json.loads((out / "failed" / f"{unit}.json").read_text())["stage"] == "judge:tiny-vlm"
     # the other category's unit was judged all the same; the shards that need the failed one are not written
-    assert (out / "cache" / f"{other}.judged.json").is_file() and not (out / "cache" / f"{unit}.judged.json").exists()
+    assert (out / "cache" / f"{other}.tiny-vlm.judged.json").is_file() and not (out / "cache" / f"{unit}.tiny-vlm.judged.json").exists()
     assert len(list((out / "shards").glob("*.json"))) < len(list((reference / "shards").glob("*.json")))
     again = vipo("run", str(config), "--out", str(out))  # a plain resume leaves the failed unit alone
     assert again.returncode == 1 and unit in again.stderr
@@ -221,7 +221,7 @@ def test_actors_killed_mid_call_are_restarted_and_the_output_is_the_same(small, 
     # two actors per pool this time: the output does not depend on how many there are
     wider = yaml.safe_load(config.read_text())
     wider["generate"]["generators"][0]["pool"]["actors"] = 2
-    wider["judge"]["pool"]["actors"] = 2
+    wider["judge"]["engines"][0]["pool"]["actors"] = 2
     wider["ray"]["num_cpus"] = 5  # every pool is up at once
     result = vipo("run", str(write_config(tmp_path / "wider.yaml", wider)), "--out", str(out),
                   JOURNAL=str(tmp_path / "journal"), KILL_ACTOR="generate.batch:1,judge.batch:1")
@@ -317,7 +317,7 @@ def test_two_node_cluster_on_s3_spreads_the_work_survives_a_lost_node_and_writes
     config, reference, _ = small
     wider = yaml.safe_load(config.read_text())
     wider["generate"]["generators"][0]["pool"]["actors"] = 2
-    wider["judge"]["pool"]["actors"] = 2
+    wider["judge"]["engines"][0]["pool"]["actors"] = 2
     wider["ray"] = {}  # a cluster's own resources, not a local Ray's
     config = write_config(tmp_path / "cluster.yaml", wider)
     # The nodes start without the storage credentials: the driver's reach the workers through Ray's runtime env.

@@ -33,7 +33,7 @@ def test_one_judge_call_of_256_seeded_structured_requests_answers_every_one(tiny
     pairs = REQUESTS // (2 * stage.votes)
     items = [JudgeItem(f"aesthetics-u000000-p{i:03d}", f"a lighthouse at dusk, number {i}", (view(), view()))
              for i in range(pairs)]
-    judge = JudgeStage(stage, seed=1234, storage=None)
+    judge = JudgeStage(stage, stage.engines[0], seed=1234, storage=None)
     judge.setup()
     try:
         [verdicts] = judge.judge([(load_category("aesthetics"), items)])

@@ -77,7 +77,7 @@ def test_judge_eval_in_each_layout_matches_an_independent_computation(tiny_run, 
     files["vipo"] = str(copy / "calibration" / "labels.parquet")
 
     config, _ = load_config(config_path)
-    judge = JudgeStage(config.judge, config.seed, storage=None)
+    judge = JudgeStage(config.judge, config.judge.engines[0], config.seed, storage=None)
     judge.setup()
     for layout, path in files.items():
         pairs = read_pairs(path, layout, "aesthetics")
@@ -86,7 +86,7 @@ def test_judge_eval_in_each_layout_matches_an_independent_computation(tiny_run, 
             assert [p.human for p in pairs] == HUMAN
         if layout == "hpd":
             assert [p.human for p in pairs] == ["A"] * 5
-        result = evaluate(judge, config, pairs, path, layout)
+        result = evaluate({judge.judge_engine.name: judge}, config, pairs, path, layout)
         humans, judged = [r.human for r in result.results], [r.judge for r in result.results]
         overall = result.overall
         assert overall.pairs == 5 and {r.category for r in result.results} <= set(config.quotas())
@@ -107,6 +107,31 @@ def test_judge_eval_in_each_layout_matches_an_independent_computation(tiny_run, 
         sink = io.StringIO()
         show(result, Console(file=sink, width=200))
         assert "accuracy (no ties)" in sink.getvalue() and layout in sink.getvalue()
+
+    # a panel: the same tiny VLM as a second judge (its own seeds), every pair judged by both
+    panel = config.model_copy(update={"judge": config.judge.model_copy(update={
+        "engines": [config.judge.engines[0], config.judge.engines[0].model_copy(update={"name": "second"})]})})
+    second = JudgeStage(panel.judge, panel.judge.engines[1], panel.seed, storage=None)
+    second.setup()
+    pairs = read_pairs(files["pickapic"], "pickapic", "aesthetics")
+    stages = {judge.judge_engine.name: judge, "second": second}
+    alone = evaluate({judge.judge_engine.name: judge}, config, pairs, files["pickapic"], "pickapic")
+    for rule in ("all_agree", "pooled"):
+        ruled = panel.model_copy(update={"judge": panel.judge.model_copy(update={"combine": rule})})
+        both = evaluate(stages, ruled, pairs, files["pickapic"], "pickapic")
+        first, other = both.per_judge
+        assert first.overall == alone.overall and first.results == alone.results  # seeded: the same answers
+        if rule == "all_agree":
+            assert [r.kept for r in both.results] == [a.kept and b.kept and a.judge == b.judge
+                                                      for a, b in zip(first.results, other.results)]
+        [between] = both.overall.between_judges
+        labels = [r.judge for r in first.results], [r.judge for r in other.results]
+        assert between.agreement == pytest.approx(accuracy_score(*labels))
+        if len(set(labels[0]) | set(labels[1])) > 1:
+            assert between.cohen_kappa == pytest.approx(cohen_kappa_score(*labels))
+    sink = io.StringIO()
+    show(both, Console(file=sink, width=250))
+    assert "combined by pooled" in sink.getvalue() and "all, second alone" in sink.getvalue()
 
 
 def test_judge_eval_refuses_bad_input_in_one_line(tiny_run, tmp_path):

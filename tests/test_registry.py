@@ -181,6 +181,28 @@ def test_models_list_table_has_every_family():
     assert video[-1]["clip"] == "161 @ 24 fps, 8k+1"
 
 
+def test_the_shipped_judges_are_registered_with_the_settings_their_configs_use_and_listed():
+    from typer.testing import CliRunner
+
+    from vipo_build.cli import app
+    from vipo_build.judge.registry import judge_models
+
+    by_hub = {m.hub_id: m for m in judge_models().values()}
+    for name in ("image_1m", "video_300k", "tiny"):
+        config, _ = load_config(REPO / "pipelines" / f"{name}.yaml")
+        for judge in config.judge.engines:
+            model = judge.engine.model.removeprefix("../")
+            settings = by_hub[model].vllm
+            assert judge.engine.tensor_parallel_size == settings.tensor_parallel_size and \
+                judge.engine.max_model_len <= settings.max_model_len, (name, model)
+            assert config.category(next(iter(config.categories))).modality in by_hub[model].inputs
+    listed = CliRunner().invoke(app, ["models", "list", "--judges"], terminal_width=250)
+    assert listed.exit_code == 0, listed.output
+    for model in judge_models().values():
+        assert model.name in listed.output and model.hub_id in listed.output
+    assert "none recorded: measure with judge-eval" in listed.output  # no figure without its source
+
+
 # Tiny models ---------------------------------------------------------------------------
 
 

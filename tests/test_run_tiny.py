@@ -64,7 +64,7 @@ def test_counts_agree_everywhere(tiny_run):
     for figures in summary["categories"].values():
         assert figures["written"] == figures["planned"] == 1
         assert figures["kept"] >= 1 and figures["prompts_requested"] >= figures["kept"] + sum(figures["dropped"].values())
-    assert set(summary["stages"]) == {"prompts", "judge", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan", "shards"}
+    assert set(summary["stages"]) == {"prompts", "judge:tiny-vlm", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan", "shards"}
 
 
 def test_rerun_of_finished_run_writes_nothing(tiny_run):
@@ -97,10 +97,14 @@ def test_interrupted_run_rebuilds_missing_shards_only(tiny_run, tmp_path):
     after = snapshot(copy)
     changed = sorted(k for k in after if before.get(k) != after[k])
     assert changed == ["progress.json", f"shards/{victim}.json", f"shards/{victim}.parquet", f"shards/{victim}.tar", "summary.json"]
-    reused = json.loads((copy / "summary.json").read_text())["reused"]
+    summary = json.loads((copy / "summary.json").read_text())
     judged_units = sum(len(list((copy / "cache" / c).glob("*.judged.json"))) for c in CATEGORIES)
-    assert reused == {"prompt_parts": len(list((copy / "prompts").glob("*.parquet"))), "candidate_units": 0,
-                      "judged_units": judged_units}
+    # nothing expanded, generated or judged again; a unit judged past its category's quota (in flight when
+    # the quota filled) is not even read
+    assert {pool: s["items"] for pool, s in summary["stages"].items() if pool != "shards"} == dict.fromkeys(
+        ["prompts", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan", "judge:tiny-vlm"], 0)
+    assert summary["reused"]["prompt_parts"] == len(list((copy / "prompts").glob("*.parquet")))
+    assert summary["reused"]["candidate_units"] == 0 and 0 < summary["reused"]["judged_units"] <= judged_units
     for ext, data in original.items():
         assert (copy / "shards" / f"{victim}.{ext}").read_bytes() == data
 
@@ -266,6 +270,7 @@ def test_gc_frees_only_what_no_shard_will_read_and_resume_status_verify_audit_wo
     for ext in original:
         (copy / "shards" / f"{victim}.{ext}").unlink()
     everything = candidate_files(copy)
+    judged = {f"{j.parent.name}/{j.name.split('.', 1)[0]}" for j in (copy / "cache").glob("*/*.judged.json")}
     (copy / "cache" / "aesthetics" / "u000000.judged.json.tmp-0badf00d").write_bytes(b"cut short")  # a killed write
 
     dry = vipo("gc", str(copy), "--dry-run")
@@ -275,14 +280,15 @@ def test_gc_frees_only_what_no_shard_will_read_and_resume_status_verify_audit_wo
     assert freed.returncode == 0, freed.stdout + freed.stderr
     kept = candidate_files(copy)
     # a unit keeps its candidates while one of its kept pairs is in no committed shard (the missing
-    # one's, or past its category's quota until every shard is committed); judged files all stay
+    # one's, or past its category's quota until every shard is committed), or while it is not judged
+    # (generated when its category's quota filled); judged files all stay
     committed = {k for p in (copy / "shards").glob("*.parquet") for k in pq.read_table(p).column("key").to_pylist()}
     waiting = {f"{j.parent.name}/{j.name.split('.', 1)[0]}" for j in (copy / "cache").glob("*/*.judged.json")
                if {v["pair_id"] for v in json.loads(j.read_text())["verdicts"] if v["kept"]} - committed}
-    assert {p.split("/", 1)[1].split(".", 1)[0] for p in kept} == waiting
+    unjudged = {p.split("/", 1)[1].split(".", 1)[0] for p in everything} - judged
+    assert {p.split("/", 1)[1].split(".", 1)[0] for p in kept} == waiting | unjudged
     assert len(kept) < len(everything) and not list(copy.rglob("*.tmp-*"))
-    assert all((copy / "cache" / f"{unit}.judged.json").is_file() for unit in
-               {p.split("/", 1)[1].split(".", 1)[0] for p in everything})
+    assert all((copy / "cache" / f"{unit}.tiny-vlm.judged.json").is_file() for unit in judged)
 
     resumed = vipo("run", str(config), "--out", str(copy), "--gc")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 import shutil
 import sys
 import time
@@ -154,16 +156,16 @@ def test_a_stage_error_is_passed_on_as_it_is(local_ray):
 
 def test_preflight_refuses_pools_that_cannot_all_run_at_once():
     raw = tiny_config(output="/tmp/unused")
-    raw["judge"]["pool"] = {"actors": 2, "num_gpus": 4, "num_cpus": 1}
-    raw["judge"]["engine"]["tensor_parallel_size"] = 8
+    raw["judge"]["engines"][0]["pool"] = {"actors": 2, "num_gpus": 4, "num_cpus": 1}
+    raw["judge"]["engines"][0]["engine"]["tensor_parallel_size"] = 8
     with pytest.raises(VipoError) as refused:
         check(PipelineConfig.model_validate(raw), Cluster(gpus=4, cpus=64))
     assert str(refused.value) == (
-        "this config cannot run on this cluster: judge: engine.tensor_parallel_size 8 spans more GPUs than pool.num_gpus 4; "
-        "the pools ask for 8 GPUs at once (judge 8) but the cluster has 4: 4 short")
+        "this config cannot run on this cluster: judge.engines[0] (tiny-vlm): engine.tensor_parallel_size 8 spans more GPUs "
+        "than pool.num_gpus 4; the pools ask for 8 GPUs at once (judge.engines[0] (tiny-vlm) 8) but the cluster has 4: 4 short")
 
 
-def simulated_run(tmp_path: Path, overgen: float = 1.0, **ray_overrides):
+def simulated_run(tmp_path: Path, overgen: float = 1.0, judges: tuple[str, ...] = ("tiny-vlm",), **ray_overrides):
     """The product's driver, filters, storage and shard writer; simulated model stages (1 simulated s = 1 ms)."""
     from vipo_build.run import Run
     from vipo_build.runtime.storage import Storage
@@ -176,11 +178,13 @@ def simulated_run(tmp_path: Path, overgen: float = 1.0, **ray_overrides):
     raw["generate"]["unit_size"] = 4
     raw["shards"]["pairs_per_shard"] = 10
     raw["ray"] |= ray_overrides
+    judge = raw["judge"]["engines"][0]  # the judges share its CPU: the pools must fit in local Ray at once
+    raw["judge"]["engines"] = [{**judge, "name": name, "pool": {**judge["pool"], "num_cpus": 1 / len(judges)}} for name in judges]
     config = PipelineConfig.model_validate(raw)
     storage = Storage(config.output)
     plan = ShardPlan.of(config)
     # simulated seconds per prompt, candidate and judge request on one actor
-    seconds = {"prompts": 0.1, "generate:sd35-large": 8.0, "generate:sana15": 2.0, "judge": 0.25}
+    seconds = {"prompts": 0.1, "generate:sd35-large": 8.0, "generate:sana15": 2.0} | {f"judge:{j}": 0.25 for j in judges}
     stages = sim_stages.simulated_stages(config, storage, 0.001, seconds)
     events = []
 
@@ -190,7 +194,8 @@ def simulated_run(tmp_path: Path, overgen: float = 1.0, **ray_overrides):
             super().generated(task, count)
 
         def judged_unit(self, task, verdicts):
-            events.append(("judged", task.work.category.name, task.work.unit, self.states[task.work.category.name].round_of(task.work.unit)))
+            work = task.work
+            events.append(("judged", work.category.name, work.unit, self.states[work.category.name].round_of(work.unit), work.judge))
             super().judged_unit(task, verdicts)
 
     run = Noting(config, plan, storage, {}, Console(quiet=True), stages=stages)
@@ -257,6 +262,43 @@ def test_a_category_whose_quota_is_filled_stops_its_remaining_work(local_ray, tm
     assert dataset_files(tmp_path / "b/out") == dataset_files(tmp_path / "a/out")
 
 
+def test_a_panel_of_judges_judges_every_unit_once_each_and_a_resume_asks_only_the_judge_whose_verdicts_are_lost(
+        local_ray, tmp_path):
+    import webdataset as wds
+
+    judges = ("general", "reward")
+    run, result, events = simulated_run(tmp_path / "a", judges=judges, max_units_in_flight=6)
+    assert result["shards"]["committed"] == run.plan.num_shards
+    asked = Counter((e[1], e[2], e[4]) for e in events if e[0] == "judged")
+    units = {(c, u) for c, u, _ in asked}
+    assert set(asked.values()) == {1} and set(asked) == {(c, u, j) for c, u in units for j in judges}
+    for shard in sorted((tmp_path / "a/out/shards").glob("*.tar")):
+        for sample in wds.WebDataset(str(shard), shardshuffle=False):
+            verdict = json.loads(sample["json"])["judge"]
+            assert [p["judge"] for p in verdict["panel"]] == list(judges)
+            assert all(p["winner"] == "chosen" and p["reason"] == "kept" for p in verdict["panel"])  # all_agree
+            assert {v["judge"] for v in verdict["votes"]} == set(judges)
+    assert result["agreement"]["overall"]["between_judges"][0]["pairs"] > 0
+    reference = dataset_files(tmp_path / "a/out")
+
+    _, other, _ = simulated_run(tmp_path / "b", judges=judges, max_units_in_flight=2)
+    assert dataset_files(tmp_path / "b/out") == reference and dataset_figures(other) == dataset_figures(result)
+    root = tmp_path / "b/out"
+    shutil.rmtree(root / "shards")
+    lost = {}
+    for category in result["categories"]:
+        last = sorted((root / "cache" / category).glob("*.reward.judged.json"))[-1]
+        last.unlink()
+        lost[category] = int(last.name.split(".", 1)[0][1:])
+    cached = {(p.parent.name, int(p.name[1:7]), p.name.split(".")[1]) for p in (root / "cache").glob("*/*.judged.json")}
+    _, resumed, events = simulated_run(tmp_path / "b", judges=judges, max_units_in_flight=4)
+    asked = {(e[1], e[2], e[4]) for e in events if e[0] == "judged"}
+    # the lost verdicts are asked again of their judge alone; no cached verdict is asked again (a unit past
+    # a quota that one judge had done when its category closed may be finished now)
+    assert {(c, u, "reward") for c, u in lost.items()} <= asked and not asked & cached
+    assert dataset_files(root) == reference and dataset_figures(resumed) == dataset_figures(result)
+
+
 def test_run_refuses_a_config_that_asks_for_more_gpus_than_local_ray_has_before_writing_anything(tiny_models, tmp_path):
     import subprocess
 
@@ -265,11 +307,11 @@ def test_run_refuses_a_config_that_asks_for_more_gpus_than_local_ray_has_before_
     from tests.conftest import write_config
 
     raw = tiny_config(output=str(tmp_path / "out"))
-    raw["judge"]["pool"] = {"actors": 1, "num_gpus": 8, "num_cpus": 1}
+    raw["judge"]["engines"][0]["pool"] = {"actors": 1, "num_gpus": 8, "num_cpus": 1}
     have = torch.cuda.device_count()
     result = subprocess.run([sys.executable, "-m", "vipo_build.cli", "run", str(write_config(tmp_path / "gpus.yaml", raw))],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == (f"error: this config cannot run on this cluster: the pools ask for 8 GPUs at once "
-                                     f"(judge 8) but the cluster has {have}: {8 - have} short")
+                                     f"(judge.engines[0] (tiny-vlm) 8) but the cluster has {have}: {8 - have} short")
     assert not (tmp_path / "out").exists()

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.s3 import free_port
-from vipo_build.config import EngineConfig, JudgeStageConfig
+from vipo_build.config import EngineConfig, JudgeEngineConfig, JudgeStageConfig
 from vipo_build.judge.actor import JudgeItem, JudgeStage
 from vipo_build.prompts.categories import load_category
 from vipo_build.runtime.endpoint import EndpointConfig
@@ -69,9 +69,9 @@ def test_judge_through_vllm_serve_survives_a_server_restart(served):
     port, servers, restart = served
     endpoint = EndpointConfig(base_url=f"http://127.0.0.1:{port}/v1", model="tiny-vlm", max_concurrency=4,
                               timeout_s=120, max_retries=8, backoff_s=0.5, wait_for_server_s=300)
-    config = JudgeStageConfig(engine=EngineConfig(model="tiny-vlm", endpoint=endpoint), votes=2, threshold=0.51,
-                              max_tokens=256, reason_chars=0, image_size=64)
-    judge = JudgeStage(config, seed=1234, storage=None)
+    engine = JudgeEngineConfig(name="served", engine=EngineConfig(model="tiny-vlm", endpoint=endpoint))
+    config = JudgeStageConfig(engines=[engine], votes=2, threshold=0.51, max_tokens=256, reason_chars=0, image_size=64)
+    judge = JudgeStage(config, engine, seed=1234, storage=None)
     judge.setup()  # waits until the server answers
     category = load_category("aesthetics")
     batch = items(12)

@@ -53,7 +53,7 @@ def run(
             return
         run_pipeline(config, out, console, retry_failed=retry_failed)
         if gc:
-            from vipo_build.run import open_root
+            from vipo_build.root import open_root
             from vipo_build.runtime import cache_gc
 
             console.print(cache_gc.describe(cache_gc.collect(open_root(prepare(config, out)[2])), dry_run=False))
@@ -67,7 +67,7 @@ def gc_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be deleted; delete nothing."),
 ) -> None:
     """Delete the candidate caches no run will read again (their pairs are all in committed shards, or dropped)."""
-    from vipo_build.run import open_root
+    from vipo_build.root import open_root
     from vipo_build.runtime import cache_gc
     from vipo_build.runtime.lock import writer_lock
 
@@ -110,7 +110,7 @@ def cost_plan_of(config_path: Path, gpus: int | None, gpu_memory_gb: float | Non
     """(config, cost plan) for the plan command and the dry run."""
     from vipo_build.config import load_config
     from vipo_build.cost_plan import make_plan, measured_rates
-    from vipo_build.run import open_root
+    from vipo_build.root import open_root
 
     config, _ = load_config(config_path)
     gpus = gpus or config.ray.cluster_gpus
@@ -139,7 +139,10 @@ def show_plan(config, plan, root: str) -> None:
     console.print(table)
     generators = ", ".join(f"{g.name} ({g.modality}, {g.model})" for g in config.generate.generators)
     console.print(f"generators: {generators}", soft_wrap=True)
-    console.print(f"judge: {config.judge.engine.model}, {config.judge.votes} votes x 2 orders, threshold {config.judge.threshold}", soft_wrap=True)
+    judges = ", ".join(f"{e.name} ({e.engine.model})" for e in config.judge.engines)
+    rule = f", combined by {config.judge.combine}" if len(config.judge.engines) > 1 else ""
+    console.print(f"judge: {judges}, {config.judge.votes} votes x 2 orders each, threshold {config.judge.threshold}{rule}",
+                  soft_wrap=True)
     console.print(f"prompt LLM: {config.prompts.engine.model}", soft_wrap=True)
     show_pools(config)
 
@@ -165,7 +168,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
     """Shards complete/incomplete/not started, pairs per category, drops by reason."""
-    from vipo_build.run import open_root
+    from vipo_build.root import open_root
     from vipo_build.status import root_status, show
 
     try:
@@ -185,7 +188,7 @@ def verify(
     repair: bool = typer.Option(False, "--repair", help="Move bad shards to ROOT/quarantine/ so the next run rebuilds them."),
 ) -> None:
     """Check every shard against its commit record (sizes, sha256, tar <-> manifest keys); exit 1 if any is bad."""
-    from vipo_build.run import open_root
+    from vipo_build.root import open_root
     from vipo_build.shards.verify import quarantine, verify as verify_root
 
     try:
@@ -287,11 +290,19 @@ def schema(out: Path = typer.Option(SCHEMAS_DIR, "--out", help="Folder for the J
 
 
 @models_app.command("list")
-def list_models(modality: Optional[str] = typer.Option(None, "--modality", help="image or video")) -> None:
-    """The registered generator families: pipeline class, hub id, defaults, native sizes."""
+def list_models(modality: Optional[str] = typer.Option(None, "--modality", help="image or video"),
+                judges: bool = typer.Option(False, "--judges", help="the judge models instead of the generators")) -> None:
+    """The registered generator families (pipeline class, hub id, defaults, native sizes), or with --judges the
+    judge models (vLLM settings, prompt protocol, published accuracy)."""
+    wide = Console(soft_wrap=True, width=max(console.width, 180))
+    if judges:
+        from vipo_build.judge.registry import print_judges
+
+        print_judges(wide)
+        return
     from vipo_build.generate.registry import print_generators
 
-    print_generators(Console(soft_wrap=True, width=max(console.width, 180)), modality=modality)
+    print_generators(wide, modality=modality)
 
 
 @models_app.command("make-tiny")

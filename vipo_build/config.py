@@ -28,6 +28,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def unique_names(kind: str, items: list) -> list:
+    """A validator's check that the items' names (cache files and pools are named after them) are distinct."""
+    names = [item.name for item in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{kind} names must be unique, repeated: {', '.join(dupes)}")
+    return items
+
+
 class PoolConfig(Strict):
     """A Ray actor pool: the model is loaded once per actor."""
 
@@ -150,18 +159,28 @@ class GenerateStageConfig(Strict):
     @field_validator("generators")
     @classmethod
     def _unique_names(cls, generators: list[GeneratorConfig]) -> list[GeneratorConfig]:
-        names = [g.name for g in generators]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"generator names must be unique, repeated: {', '.join(dupes)}")
-        return generators
+        return unique_names("generator", generators)
+
+
+class JudgeEngineConfig(Strict):
+    """One judge of the panel: a VLM served by vLLM in its own actor pool."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="Names its votes, its cache files and its pool (judge:{name}).")
+    engine: EngineConfig
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+
+
+PanelRule = Literal["all_agree", "pooled"]
 
 
 class JudgeStageConfig(Strict):
-    """Pairwise judging by a VLM, both orders, k votes per order."""
+    """Pairwise judging by one or more VLMs, each with the same protocol: both orders, k votes per order."""
 
-    engine: EngineConfig
-    pool: PoolConfig = Field(default_factory=PoolConfig)
+    engines: list[JudgeEngineConfig] = Field(min_length=1, description="The judges; each judges every pair in its own pool.")
+    combine: PanelRule = Field(
+        "all_agree", description="How several judges' votes make one verdict. all_agree: kept only if every judge keeps "
+        "the pair with the same winner (else the first dropping judge's reason, or judges_disagree); pooled: the keep "
+        "rules applied to all judges' votes together. One judge: its verdict as it is.")
     votes: int = Field(3, ge=1, description="Votes per order (distinct seeds); 2 x votes answers per pair.")
     threshold: float = Field(0.75, gt=0.5, le=1, description="Least share of all votes the winner needs for the pair to be kept.")
     temperature: float = Field(1.0, ge=0, description="Sampling temperature of the judge.")
@@ -169,6 +188,11 @@ class JudgeStageConfig(Strict):
     reason_chars: int = Field(200, ge=0, description="Longest reason the judge may give; 0 asks for none.")
     image_size: int = Field(448, ge=16, description="Longest side of the images the judge sees.")
     video_frames: int = Field(8, ge=1, description="Frames sampled uniformly from a clip, shown as one contact sheet.")
+
+    @field_validator("engines")
+    @classmethod
+    def _unique_judges(cls, engines: list[JudgeEngineConfig]) -> list[JudgeEngineConfig]:
+        return unique_names("judge", engines)
 
 
 class ShardConfig(Strict):
@@ -280,7 +304,7 @@ class PipelineConfig(Strict):
     def model_pools(self) -> dict[str, PoolConfig]:
         """The pools that run a model, by the stage names runs report them under."""
         return {"prompts": self.prompts.pool, **{f"generate:{g.name}": g.pool for g in self.generate.generators},
-                "judge": self.judge.pool}
+                **{f"judge:{e.name}": e.pool for e in self.judge.engines}}
 
     def output_hash(self) -> str:
         """Hash of every field that changes the dataset's bytes (pool sizes and Ray settings do not)."""

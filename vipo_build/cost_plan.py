@@ -143,8 +143,9 @@ def stage_work(config: PipelineConfig, gpu_memory_gb: float | None, measured: di
     votes = 2 * config.judge.votes
     tokens = sum(2 * _view_tokens(config, c) * n for c, n in asked.items())
     per_request_tokens = tokens / prompts
-    stages.append(_engine_stage("judge", "judge request", prompts * votes, config.judge.engine, per_request_tokens,
-                                config.judge.pool.num_gpus, measured))
+    for judge in config.judge.engines:  # every judge of a panel judges every pair
+        stages.append(_engine_stage(f"judge:{judge.name}", "judge request", prompts * votes, judge.engine,
+                                    per_request_tokens, judge.pool.num_gpus, measured))
     return stages
 
 
@@ -228,7 +229,9 @@ def applied(config: PipelineConfig, stages: list[StagePlan]) -> PipelineConfig:
     raw = config.model_dump(mode="json")
     by_pool = {s.pool: s for s in stages}
     raw["prompts"]["pool"] |= {"actors": by_pool["prompts"].actors, "num_gpus": by_pool["prompts"].gpus_per_actor}
-    raw["judge"]["pool"] |= {"actors": by_pool["judge"].actors, "num_gpus": by_pool["judge"].gpus_per_actor}
+    for judge in raw["judge"]["engines"]:
+        s = by_pool[f"judge:{judge['name']}"]
+        judge["pool"] |= {"actors": s.actors, "num_gpus": s.gpus_per_actor}
     for g in raw["generate"]["generators"]:
         s = by_pool[f"generate:{g['name']}"]
         g["pool"] |= {"actors": s.actors, "num_gpus": s.gpus_per_actor}
@@ -239,7 +242,7 @@ def measured_rates(summary: dict, config: PipelineConfig) -> dict[str, float]:
     """GPU-seconds per item of each GPU pool from a run's summary.json (its stages' busy seconds are per unit)."""
     rates = {}
     size = config.generate.unit_size
-    per_unit = {"prompts": size, "judge": size * 2 * config.judge.votes}
+    per_unit = {"prompts": size, **{f"judge:{e.name}": size * 2 * config.judge.votes for e in config.judge.engines}}
     for g in config.generate.generators:
         per_unit[f"generate:{g.name}"] = 2 * size / len(config.generators_for(g.modality))
     pools = config.model_pools()

@@ -18,7 +18,7 @@ from vipo_build.errors import VipoError
 class PoolAsk:
     name: str  # the config path of the pool's stage, as errors name it
     pool: PoolConfig
-    tensor_parallel: int = 1
+    tensor_parallel: int | None = None  # GPUs a vLLM engine spans; None: no engine
     weights_gb: float | None = None  # what one actor's GPUs must hold (None: unknown, or offloaded)
 
     @property
@@ -46,7 +46,8 @@ def pool_asks(config: PipelineConfig) -> list[PoolAsk]:
         family = resolve_family(generator.model, generator.family)
         weights = None if generator.cpu_offload or family is None else family.weights_gb
         asks.append(PoolAsk(f"generate.generators[{i}] ({generator.name})", generator.pool, weights_gb=weights))
-    asks.append(PoolAsk("judge", config.judge.pool, config.judge.engine.tensor_parallel_size))
+    for i, judge in enumerate(config.judge.engines):
+        asks.append(PoolAsk(f"judge.engines[{i}] ({judge.name})", judge.pool, judge.engine.tensor_parallel_size))
     asks.append(PoolAsk("shards", config.shards.pool))
     return asks
 
@@ -56,8 +57,7 @@ def problems(config: PipelineConfig, cluster: Cluster) -> list[str]:
     asks = pool_asks(config)
     found = []
     for ask in asks:
-        engine = ask.name in ("prompts", "judge")
-        if engine and ask.pool.num_gpus and ask.tensor_parallel > ask.pool.num_gpus:
+        if ask.tensor_parallel and ask.pool.num_gpus and ask.tensor_parallel > ask.pool.num_gpus:
             found.append(f"{ask.name}: engine.tensor_parallel_size {ask.tensor_parallel} spans more GPUs than "
                          f"pool.num_gpus {ask.pool.num_gpus:g}")
         if ask.weights_gb and ask.pool.num_gpus and cluster.gpu_memory_gb:

@@ -67,6 +67,7 @@ class Candidate(CandidateSpec):
 class Vote(Record):
     """One judge answer, mapped back to candidate sides."""
 
+    judge: str = Field(description="The judge (judge.engines[].name) that gave it.")
     order: Order = Field(description="AB: side 0 shown first; BA: side 1 shown first.")
     sample: int
     seed: int
@@ -75,18 +76,31 @@ class Vote(Record):
     valid: bool = True
 
 
+class PanelVerdict(Record):
+    """One judge's own verdict on a pair judged by several."""
+
+    judge: str
+    kept: bool
+    reason: str
+    chosen_side: int | None
+    vote_share: float
+    order_consistent: bool
+
+
 class Verdict(Record):
     """The aggregated judgement of one pair and why it was kept or dropped."""
 
     pair_id: str
     kept: bool
-    reason: str = Field(description="kept, below_resolution, too_few_frames, judge_error, tie, order_inconsistent, low_agreement or critical_conflict.")
+    reason: str = Field(description="kept, below_resolution, too_few_frames, judge_error, tie, order_inconsistent, low_agreement, critical_conflict or judges_disagree.")
     chosen_side: int | None
     vote_share: float = Field(description="Votes for the winner over all votes.")
     order_consistent: bool = Field(description="Both presentation orders picked the same winner.")
     votes_for: list[int] = Field(description="Votes for side 0, side 1, tie.")
     mean_scores: list[dict[str, float]] = Field(description="Mean per-dimension scores of side 0 and side 1.")
-    votes: list[Vote]
+    votes: list[Vote] = Field(description="Every judge's votes.")
+    panel: list[PanelVerdict] = Field(default_factory=list, description="Each judge's own verdict, in config order, "
+                                      "when several judged the pair (judge.combine made this one of them); empty for one judge.")
 
 
 class Pair(Record):

@@ -30,6 +30,7 @@ from vipo_build.generate.actor import GenerateStage, GenerationWork
 from vipo_build.generate.pairs import generation_text, specs_by_generator
 from vipo_build.generate.registry import check_pipeline
 from vipo_build.judge.actor import JudgeStage, JudgeWork
+from vipo_build.judge import panel
 from vipo_build.judge.agreement import AgreementTally
 from vipo_build.prompts import expand
 from vipo_build.prompts.accept import FilterStage, FilterWork, prompt_id
@@ -45,9 +46,8 @@ from vipo_build.shards.plan import ShardPlan
 from vipo_build.shards.stage import ShardWork, WriteShardStage
 from vipo_build.shards.writer import committed_shards
 from vipo_build import preflight, summary
+from vipo_build.root import PROGRESS_JSON, RUN_JSON, open_root, read_run_json
 
-RUN_JSON = "run.json"
-PROGRESS_JSON = "progress.json"  # this run's own rate, for `status` (ETA); not part of the dataset
 MIN_KEEP_RATE = 0.02  # floor of the keep rate used to size later rounds
 
 
@@ -55,7 +55,8 @@ def prepare(config_path: str | Path, out: str | None) -> tuple[PipelineConfig, S
     """Validate the config and its model paths; nothing is written. Returns config (model paths
     resolved), plan and the output root URL."""
     config, base = load_config(config_path)
-    models = [("prompts.engine.model", config.prompts.engine), ("judge.engine.model", config.judge.engine)]
+    models = [("prompts.engine.model", config.prompts.engine)]
+    models += [(f"judge.engines[{i}].engine.model", e.engine) for i, e in enumerate(config.judge.engines)]
     models += [(f"generate.generators[{i}].model", g) for i, g in enumerate(config.generate.generators)]
     for where, holder in models:
         holder.model = resolve_model(holder.model, base)
@@ -68,33 +69,11 @@ def prepare(config_path: str | Path, out: str | None) -> tuple[PipelineConfig, S
     return config, plan, root
 
 
-def open_root(root: str) -> Storage:
-    try:
-        storage = Storage(root)
-        bucket = storage.root.split("/", 1)[0]
-        found = storage.is_local or storage.fs.exists(bucket)
-        storage.exists(RUN_JSON)
-    except Exception as err:  # any backend's connection or permission error
-        raise VipoError(f"{root}: cannot open the output root: {type(err).__name__}: {err}") from None
-    if not found:
-        raise VipoError(f"{root}: bucket {bucket!r} does not exist (or these credentials cannot see it)")
-    return storage
-
-
 def category_files(config: PipelineConfig) -> dict[str, str]:
     """sha256 of each data file used: seeds, instructions, rubric and blocklists change the output too."""
     files = [f"{name}.yaml" for name in config.categories]
     files += [f"blocklists/{language}.txt" for language in config.prompts.filters.safety.blocklists]
     return {f"prompts/{name}": hashlib.sha256((CATEGORIES_DIR / name).read_bytes()).hexdigest() for name in files}
-
-
-def read_run_json(storage: Storage) -> tuple[PipelineConfig, dict]:
-    """The config a root was built with, and the whole run.json record."""
-    try:
-        recorded = json.loads(storage.read_bytes(RUN_JSON))
-        return PipelineConfig.model_validate(recorded["config"]), recorded
-    except (ValueError, KeyError) as err:
-        raise VipoError(f"{storage.url}/{RUN_JSON}: unreadable ({type(err).__name__}); was it written by another version?") from None
 
 
 def check_drift(storage: Storage, config: PipelineConfig) -> bool:
@@ -148,7 +127,7 @@ class Stages:
     prompts: Stage
     filter: FilterStage
     generators: dict[str, Stage]  # by generator name
-    judge: Stage
+    judges: dict[str, Stage]  # by judge name, in config order
     shards: Stage
 
 
@@ -157,7 +136,7 @@ def product_stages(config: PipelineConfig, storage: Storage) -> Stages:
         prompts=ExpandStage(config.prompts, config.seed),
         filter=FilterStage(config.prompts, list(config.categories)),
         generators={g.name: GenerateStage(g, config.generate.image, storage) for g in config.generate.generators},
-        judge=JudgeStage(config.judge, config.seed, storage),
+        judges={e.name: JudgeStage(config.judge, e, config.seed, storage) for e in config.judge.engines},
         shards=WriteShardStage(config, storage),
     )
 
@@ -182,10 +161,11 @@ class UnitOutcome:
 
 @dataclass
 class InFlight:
-    """An admitted unit, until it is judged."""
+    """An admitted unit, until every judge has judged it."""
 
-    generators: list[str]  # all of the unit's generators: the judge reads every one's candidates
+    generators: list[str]  # all of the unit's generators: the judges read every one's candidates
     missing: dict[str, int]  # generators still at work -> candidates each owes
+    verdicts: dict[str, list[Verdict]]  # by judge, as each is cached
 
 
 @dataclass
@@ -203,6 +183,7 @@ class CategoryState:
     part_prompts: dict[int, list[Prompt]] = field(default_factory=dict)  # by first unit: filtered, until the part is written
     part_drops: dict[int, dict[int, dict]] = field(default_factory=dict)  # and their drops, by unit
     prompts: dict[int, list[Prompt]] = field(default_factory=dict)  # filtered, not yet judged
+    partly_judged: dict[int, dict[str, list[Verdict]]] = field(default_factory=dict)  # waiting units some judges have cached
     filter_drops: dict[int, Counter] = field(default_factory=dict)  # filtered, not yet in the prefix
     judged: dict[int, UnitOutcome] = field(default_factory=dict)  # judged, beyond the prefix
     prefix: int = 0  # units [0, prefix) are judged; those up to the one that filled the quota are counted
@@ -292,7 +273,8 @@ class Run:
         self.scheduler.add(self.stages.filter, self.filtered)
         for stage in self.stages.generators.values():
             self.scheduler.add(stage, self.generated, self.unit_failed)
-        self.scheduler.add(self.stages.judge, self.judged_unit, self.unit_failed)
+        for stage in self.stages.judges.values():
+            self.scheduler.add(stage, self.judged_unit, self.unit_failed)
         self.scheduler.add(self.stages.shards, self.shard_written)
         self.progress = Progress(
             TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -303,7 +285,7 @@ class Run:
 
     def default_window(self) -> int:
         """Twice the calls all generator and judge actors can hold at once, in units."""
-        stages = [*self.stages.generators.values(), self.stages.judge]
+        stages = [*self.stages.generators.values(), *self.stages.judges.values()]
         slots = sum(s.resources.actors * s.resources.calls_in_flight * s.resources.units_per_call for s in stages)
         return 2 * slots
 
@@ -387,11 +369,11 @@ class Run:
             by_unit: dict[int, list[Prompt]] = {unit: [] for unit in unit_list}
             for prompt in prompts:
                 by_unit[prompt.unit].append(prompt)
-            judged = [cache.judged_path(name, u) for u in unit_list if state.cached(cache.judged_path(name, u))]
+            judged = [path for u in unit_list for path in self.judged_paths(state, u).values() if state.cached(path)]
             found = self.storage.read_many(judged)  # one concurrent fetch per part, not one request per unit
             for unit, unit_prompts in by_unit.items():
                 self.unit_ready(state, unit, unit_prompts, Counter(drops.get(unit, {})),
-                                found.get(cache.judged_path(name, unit)))
+                                {j: found[path] for j, path in self.judged_paths(state, unit).items() if path in found})
 
     def expand(self, state: CategoryState, unit: int) -> None:
         name = state.category.name
@@ -432,27 +414,34 @@ class Run:
             cache.write_prompts(self.storage, name, work.round, state.part_prompts.pop(part.start), list(part),
                                 state.part_drops.pop(part.start))
             failpoints.reached("prompts.part_written", cache.unit_name(name, part.start))
-        judged = cache.judged_path(state.category.name, unit)
-        found = self.storage.read_bytes(judged) if state.cached(judged) else None
-        self.unit_ready(state, unit, prompts, drops, found)
+        cached = [path for path in self.judged_paths(state, unit).values() if state.cached(path)]
+        found = self.storage.read_many(cached)
+        self.unit_ready(state, unit, prompts, drops,
+                        {j: found[path] for j, path in self.judged_paths(state, unit).items() if path in found})
 
     # Candidates and verdicts -------------------------------------------------------------
 
+    def judged_paths(self, state: CategoryState, unit: int) -> dict[str, str]:
+        return {j: cache.judged_path(state.category.name, unit, j) for j in self.stages.judges}
+
     def unit_ready(self, state: CategoryState, unit: int, prompts: list[Prompt], drops: Counter,
-                   judged: bytes | None) -> None:
-        """A filtered unit: done when its verdicts are cached (or it has no prompts), else waits to be admitted."""
+                   judged: dict[str, bytes]) -> None:
+        """A filtered unit: done when every judge's verdicts are cached (or it has no prompts), else waits
+        to be admitted, with the verdicts of the judges that are cached."""
         if state.closed:
             return
         state.filter_drops[unit] = drops
         if not prompts:
             self.finish_unit(state, unit, [])
-        elif judged is not None:
+        elif len(judged) == len(self.stages.judges):
             self.reused["judged_units"] += 1
             self.grow("candidates", 2 * len(prompts), done=True)
             self.grow("judged", len(prompts))
-            self.finish_unit(state, unit, cache.parse_judged(judged)[1])
+            self.finish_unit(state, unit, panel.parse_unit(self.config.judge, state.category, judged)[1])
         else:
             state.prompts[unit] = prompts
+            if judged:
+                state.partly_judged[unit] = {j: cache.parse_judged(data)[1] for j, data in judged.items()}
             heapq.heappush(self.ready, (self.priority(state, unit), state.category.name, unit))
 
     def admit(self, state: CategoryState, unit: int) -> None:
@@ -473,7 +462,8 @@ class Run:
                 missing[generator] = specs
         if len(missing) < len(by_generator):
             self.reused["candidate_units"] += 1
-        self.in_flight[name, unit] = InFlight(list(by_generator), {g: len(specs) for g, specs in missing.items()})
+        self.in_flight[name, unit] = InFlight(list(by_generator), {g: len(specs) for g, specs in missing.items()},
+                                              state.partly_judged.pop(unit, {}))
         for generator, specs in missing.items():
             texts = [generation_text(by_id[s.prompt_id], s) for s in specs]
             self.scheduler.submit(f"generate:{generator}", cache.unit_name(name, unit),
@@ -491,19 +481,30 @@ class Run:
             self.judge(self.states[work.category], work.unit)
 
     def judge(self, state: CategoryState, unit: int) -> None:
+        """Send a generated unit to every judge whose verdicts on it are not cached yet."""
         if state.closed:
             self.drop(state, unit)
             return
-        name = state.category.name
-        self.scheduler.submit("judge", cache.unit_name(name, unit),
-                              JudgeWork(state.category, unit, state.prompts[unit], self.in_flight[name, unit].generators),
-                              self.priority(state, unit))
+        name, in_flight = state.category.name, self.in_flight[state.category.name, unit]
+        for judge in self.stages.judges:
+            if judge not in in_flight.verdicts:
+                self.scheduler.submit(f"judge:{judge}", cache.unit_name(name, unit),
+                                      JudgeWork(state.category, unit, state.prompts[unit], in_flight.generators, judge),
+                                      self.priority(state, unit))
 
     def judged_unit(self, task: Task, verdicts: list[Verdict]) -> None:
+        """One judge's verdicts on a unit; the unit is done when every judge's are in."""
         work: JudgeWork = task.work
-        self.in_flight.pop((work.category.name, work.unit), None)
+        in_flight = self.in_flight.get((work.category.name, work.unit))
+        if in_flight is None:  # dropped: another judge gave up on it, or its category is full
+            return
+        in_flight.verdicts[work.judge] = verdicts
+        if len(in_flight.verdicts) < len(self.stages.judges):
+            return
+        del self.in_flight[work.category.name, work.unit]
         self.done_this_run["judged"] += len(verdicts)
-        self.finish_unit(self.states[work.category.name], work.unit, verdicts)
+        self.finish_unit(self.states[work.category.name], work.unit,
+                         panel.combine(self.config.judge, work.category, in_flight.verdicts))
 
     def finish_unit(self, state: CategoryState, unit: int, verdicts: list[Verdict]) -> None:
         """A judged unit; counted when the judged prefix reaches it, unless the quota is filled by then."""
@@ -552,6 +553,7 @@ class Run:
         state.answers.clear()
         state.filter_drops.clear()
         state.judged.clear()
+        state.partly_judged.clear()
 
     def drop(self, state: CategoryState, unit: int) -> None:
         """An admitted unit of a closed category: no longer awaited."""

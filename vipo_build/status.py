@@ -13,11 +13,11 @@ from rich.table import Table
 
 from vipo_build.errors import VipoError
 from vipo_build.judge.agreement import AgreementTally, DatasetAgreement
-from vipo_build.records import Verdict
+from vipo_build.judge import panel
 from vipo_build.runtime import cache
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.plan import ShardPlan
-from vipo_build.run import PROGRESS_JSON, RUN_JSON, read_run_json
+from vipo_build.root import PROGRESS_JSON, RUN_JSON, read_run_json
 from vipo_build.runtime.lock import LOCK
 from vipo_build.shards.writer import SHARDS_DIR, committed_shards, pairs_written
 
@@ -45,14 +45,13 @@ def root_status(storage: Storage, judge: bool = False) -> dict:
             units += len(json.loads(metadata.metadata[b"units"]))
             rounds.add(metadata.metadata[b"round"])
         cached = storage.list(cache.category_dir(name))
-        judged = [n for n in cached if n.endswith(".judged.json")]
+        judged = panel.judged_units(storage, config.judge, config.category(name), cached)
         reasons: Counter = Counter()
         tallies[name] = AgreementTally()
-        for data in storage.read_many([f"{cache.category_dir(name)}/{unit}" for unit in judged]).values():
-            verdicts = json.loads(data)["verdicts"]
-            reasons.update(v["reason"] for v in verdicts)
+        for verdicts in judged.values():
+            reasons.update(v.reason for v in verdicts)
             for verdict in verdicts if judge else ():
-                tallies[name].add(Verdict.model_validate(verdict))
+                tallies[name].add(verdict)
         stages["prompts"].update(done=prompts, total=units * config.generate.unit_size)
         # a unit has one candidates file per generator it uses
         # (or was: gc deletes the candidates of judged units whose pairs are all committed)

@@ -77,6 +77,15 @@ def show(result: dict, console: Console) -> None:
                           _figure(a["mean_vote_share"], "{:.3f}"), _figure(a["fleiss_kappa"], "{:.3f}"),
                           _figure(a["tie_rate"], "{:.1%}"), _figure(a["first_shown_rate"], "{:.1%}"))
     console.print(agreement)
+    between = [(name, b) for name, a in rows.items() for b in a["between_judges"]]
+    if between:
+        judges = Table(title="Agreement between judges (each judge's own winner)")
+        for column in ("category", "judges", "pairs", "same winner", "Cohen's kappa"):
+            judges.add_column(column, justify="left" if column in ("category", "judges") else "right")
+        for name, b in between:
+            judges.add_row(name, f"{b['first']} / {b['second']}", str(b["pairs"]), _figure(b["agreement"], "{:.1%}"),
+                           _figure(b["cohen_kappa"], "{:.3f}"))
+        console.print(judges)
 
 
 def _figure(value: float | None, form: str) -> str:

@@ -41,14 +41,17 @@ def shard_offenders(run: RunAudit, tolerance_pct: float) -> list[Offender]:
     return offenders
 
 
+# (label, figure of the judge's agreement, floor in the config's audit section)
+JUDGE_FLOORS = (("order consistency", "order_consistency_rate", "min_order_consistency"),
+                ("Fleiss' kappa", "fleiss_kappa", "min_kappa"))
+
+
 def below_floors(run: RunAudit, category: str) -> list[str]:
     """What of the judge's figures on `category` (over every judged pair) is below the config's floors."""
     figures, floors = run.judge.categories[category], run.judge_floors
     found = []
-    for name, value, floor, config_key in (
-        ("order consistency", figures.order_consistency_rate, floors.min_order_consistency, "min_order_consistency"),
-        ("Fleiss' kappa", figures.fleiss_kappa, floors.min_kappa, "min_kappa"),
-    ):
+    for name, figure, config_key in JUDGE_FLOORS:
+        value, floor = getattr(figures, figure), getattr(floors, config_key)
         if floor is not None and value is not None and value < floor:
             found.append(f"{name} {value:.3f} below audit.{config_key} {floor:g}")
     return found

@@ -16,9 +16,10 @@ import pyarrow.parquet as pq
 
 from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
-from vipo_build.run import RUN_JSON, open_root, read_run_json
+from vipo_build.root import RUN_JSON, open_root, read_run_json
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.writer import MANIFEST_SCHEMA, SHARDS_DIR, committed_shards
+from vipo_build.calibrate import REPORT_JSON as CALIBRATION_JSON, CalibrationReport
 from vipo_build.status import root_status
 
 PLAN_PARQUET = "plan.parquet"
@@ -37,6 +38,7 @@ class RootContents:
     records: dict[str, dict]  # commit records of the committed shards, by shard name
     manifests: pa.Table  # MANIFEST_COLUMNS of every committed shard's manifest
     status: dict  # root_status(judge=True): stage progress, per-category kept/dropped and the judge's figures from the caches
+    calibration: CalibrationReport | None  # reports/calibration.json, where `calibrate --labels` has written it
 
 
 def read_root(root: str) -> RootContents:
@@ -54,6 +56,8 @@ def read_root(root: str) -> RootContents:
         records=records,
         manifests=read_manifests(storage, records),
         status=root_status(storage, judge=True),
+        calibration=(CalibrationReport.model_validate_json(storage.read_bytes(CALIBRATION_JSON))
+                     if storage.exists(CALIBRATION_JSON) else None),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vipo_build.calibrate import CalibrationReport
 from vipo_build.config import AuditConfig
 from vipo_build.judge.agreement import DatasetAgreement
 
@@ -158,6 +159,8 @@ class RunAudit(_Record):
     agreement: list[Agreement] = Field(description="Over the kept pairs in committed shards.")
     judge: DatasetAgreement = Field(description="The judge's quality over every judged pair, kept or dropped.")
     judge_floors: AuditConfig
+    calibration: CalibrationReport | None = Field(description="The judge against human labels (reports/calibration.json, "
+                                                  "from `calibrate --labels`); None where none were given.")
     funnel: Funnel
     media: Media
     scores: Scores

@@ -200,6 +200,7 @@ def run_audit(contents: RootContents) -> RunAudit:
         agreement=agreement(contents.manifests, [c.category for c in balance]),
         judge=DatasetAgreement.model_validate(contents.status["judge"]),
         judge_floors=contents.config.audit,
+        calibration=contents.calibration,
         funnel=funnel(contents.status),
         media=media(contents.manifests),
         scores=scores(contents.manifests),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vipo_build.audit.check import below_floors, beyond
+from vipo_build.audit.check import JUDGE_FLOORS, below_floors, beyond
 from vipo_build.audit.model import AuditReport, RunAudit
 
 
@@ -71,8 +71,7 @@ def generator_table(run: RunAudit) -> TextTable:
 
 def judge_table(run: RunAudit) -> TextTable:
     floors = run.judge_floors
-    shown = [f"{name} {value:g}" for name, value in (("order consistency", floors.min_order_consistency),
-                                                     ("Fleiss' kappa", floors.min_kappa)) if value is not None]
+    shown = [f"{name} {getattr(floors, key):g}" for name, _, key in JUDGE_FLOORS if getattr(floors, key) is not None]
     rows = {**run.judge.categories, "all": run.judge.overall}
     return TextTable(
         title=f"{run.name}: judge quality over every judged pair, kept or dropped (floors: {', '.join(shown) or 'none'})",
@@ -82,6 +81,29 @@ def judge_table(run: RunAudit) -> TextTable:
                optional(a.tie_rate, ".1%"), optional(a.first_shown_rate, ".1%"), optional(a.first_shown_p_value, ".3g")]
               for name, a in rows.items()],
         flagged=[name in run.judge.categories and bool(below_floors(run, name)) for name in rows],
+    )
+
+
+def judges_table(run: RunAudit) -> TextTable | None:
+    """Each two judges of a panel, per category: None for a run with one judge."""
+    rows = [[name, f"{b.first} / {b.second}", str(b.pairs), optional(b.agreement, ".1%"), optional(b.cohen_kappa, ".3f")]
+            for name, a in {**run.judge.categories, "all": run.judge.overall}.items() for b in a.between_judges]
+    if not rows:
+        return None
+    return TextTable(title=f"{run.name}: agreement between judges over every judged pair (each judge's own winner)",
+                     header=["category", "judges", "pairs", "same winner", "Cohen's kappa"], rows=rows)
+
+
+def calibration_table(run: RunAudit) -> TextTable | None:
+    """The judge against the human majority of the calibration labels: None without labels."""
+    c = run.calibration
+    if c is None:
+        return None
+    return TextTable(
+        title=f"{run.name}: judge against human labels ({c.raters} raters, {c.label_rows} labels, {c.skips} skips; {c.labels})",
+        header=["category", "sampled", "with a majority", "judge accuracy", "Cohen's kappa", "mean rater accuracy"],
+        rows=[[name, str(g.pairs), str(g.scored), optional(g.judge_accuracy, ".1%"), optional(g.judge_kappa, ".3f"),
+               optional(g.mean_rater_accuracy, ".1%")] for name, g in {**c.categories, "all": c.overall}.items()],
     )
 
 
@@ -106,5 +128,6 @@ def funnel_table(run: RunAudit) -> TextTable:
 
 
 def run_tables(run: RunAudit, report: AuditReport) -> list[TextTable]:
-    return [category_table(run, report.tolerance_pct), shard_table(run, report), generator_table(run),
-            judge_table(run), agreement_table(run), funnel_table(run)]
+    tables = [category_table(run, report.tolerance_pct), shard_table(run, report), generator_table(run),
+              judge_table(run), judges_table(run), calibration_table(run), agreement_table(run), funnel_table(run)]
+    return [t for t in tables if t is not None]

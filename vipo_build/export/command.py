@@ -14,7 +14,7 @@ from vipo_build.export.formats import (PICKAPIC_SCHEMA, VIDEO_SCHEMA, SplitFiles
                                        video_row)
 from vipo_build.export.source import read_index, samples
 from vipo_build.export.split import achieved, assign, parse_split, targets
-from vipo_build.run import open_root, read_run_json
+from vipo_build.root import open_root, read_run_json
 from vipo_build.runtime.storage import Storage
 
 FORMATS = {"pickapic": ("image", pickapic_row), "hf": ("image", hf_row), "video": ("video", video_row)}

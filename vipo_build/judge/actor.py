@@ -1,4 +1,4 @@
-"""The judge stage: one vLLM engine with the VLM per actor, judging pairs in both orders, k votes each."""
+"""The judge stage of one judge: its vLLM engine per actor, judging pairs in both orders, k votes each."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from vipo_build.config import JudgeStageConfig
+from vipo_build.config import JudgeEngineConfig, JudgeStageConfig
 from vipo_build.judge.aggregate import aggregate, to_vote
 from vipo_build.judge.rubric import judge_conversation, verdict_schema
 from vipo_build.prompts.categories import Category
@@ -33,32 +33,33 @@ class JudgeItem:
 
 @dataclass(frozen=True)
 class JudgeWork:
-    """One unit to judge: its prompts, and the generators whose cached candidates it reads."""
+    """One unit for one judge: its prompts, and the generators whose cached candidates it reads."""
 
     category: Category
     unit: int
     prompts: list[Prompt]
     generators: list[str]
+    judge: str
 
 
 class JudgeStage(Stage):
-    """The VLM judge: reads a batch of units' candidates from the cache, makes its own views of
+    """One VLM judge: reads a batch of units' candidates from the cache, makes its own views of
     them, asks every vote of the batch in one engine call and caches each unit's verdicts."""
 
-    name = "judge"
-
-    def __init__(self, judge: JudgeStageConfig, seed: int, storage: Storage):
-        self.config, self.seed, self.storage, self.resources = judge, seed, storage, judge.pool
+    def __init__(self, judge: JudgeStageConfig, engine: JudgeEngineConfig, seed: int, storage: Storage):
+        self.config, self.judge_engine, self.seed, self.storage = judge, engine, seed, storage
+        self.name, self.resources = f"judge:{engine.name}", engine.pool
+        self.field = f"judge.engines[{judge.engines.index(engine)}].engine"  # how errors name its config
 
     def setup(self) -> None:
-        self.engine = start_engine(self.config.engine, self.seed, "judge.engine", limit_mm_per_prompt={"image": 2})
+        self.engine = start_engine(self.judge_engine.engine, self.seed, self.field, limit_mm_per_prompt={"image": 2})
 
     def process(self, batch: list[JudgeWork]) -> list[list[Verdict]]:
         units = [(work, self.items(work)) for work in batch]
         verdicts = self.judge([(work.category, items) for work, items in units])
         for (work, _), found in zip(units, verdicts):
-            cache.write_judged(self.storage, work.category.name, work.unit, work.prompts, found)
-            failpoints.reached("judged.written", cache.unit_name(work.category.name, work.unit))
+            cache.write_judged(self.storage, work.category.name, work.unit, self.judge_engine.name, work.prompts, found)
+            failpoints.reached("judged.written", f"{cache.unit_name(work.category.name, work.unit)}/{self.judge_engine.name}")
         return verdicts
 
     def items(self, work: JudgeWork) -> list[JudgeItem]:
@@ -81,7 +82,7 @@ class JudgeStage(Stage):
                 for order in ORDERS:
                     first, second = item.views if order == "AB" else item.views[::-1]
                     for sample in range(self.config.votes):
-                        keys.append((order, sample, derive_seed(self.seed, "judge", item.pair_id, order, sample)))
+                        keys.append((order, sample, derive_seed(self.seed, "judge", self.judge_engine.name, item.pair_id, order, sample)))
                         conversations.append(judge_conversation(category, item.prompt, first, second))
                         schemas.append(schema)
         answers = chat_json(self.engine, conversations, [seed for _, _, seed in keys], schemas, self.config.temperature,
@@ -94,7 +95,7 @@ class JudgeStage(Stage):
             for item in items:
                 span = range(asked * per_item, (asked + 1) * per_item) if not item.defect else range(0)
                 asked += not item.defect
-                votes = [to_vote(answers[j], keys[j][0], keys[j][1], keys[j][2], dims) for j in span]
+                votes = [to_vote(answers[j], *keys[j], dims, self.judge_engine.name) for j in span]
                 verdicts.append(aggregate(item.pair_id, votes, self.config.threshold, rubric.critical, item.defect))
             out.append(verdicts)
         failpoints.reached("judge.batch", units[0][0].name)

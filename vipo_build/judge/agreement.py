@@ -19,13 +19,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import binomtest
 
-from vipo_build.records import Verdict
+from vipo_build.records import Verdict, Vote
 
 Label = Hashable
 Ratings = Mapping[str, Label]  # one item: rater id -> label
 
 # The reasons in the order aggregate() tests its rules, so the counts read as a funnel.
-FUNNEL = ("judge_error", "tie", "order_inconsistent", "low_agreement", "critical_conflict", "kept")
+FUNNEL = ("judge_error", "tie", "order_inconsistent", "low_agreement", "critical_conflict", "judges_disagree", "kept")
 VOTE_CATEGORIES = ("side0", "side1", "tie")
 
 
@@ -68,15 +68,23 @@ def cohen_kappa(first: Sequence[Label], second: Sequence[Label]) -> float | None
     """
     if len(first) != len(second):
         raise ValueError(f"the raters labelled {len(first)} and {len(second)} items; need the same items")
-    n = len(first)
+    labels = {label: i for i, label in enumerate(dict.fromkeys([*first, *second]))}
+    table = np.zeros((len(labels), len(labels)))
+    for a, b in zip(first, second):
+        table[labels[a], labels[b]] += 1
+    return cohen_kappa_of_table(table)
+
+
+def cohen_kappa_of_table(table: np.ndarray) -> float | None:
+    """Cohen's kappa of a labels x labels table of two raters' counts (row: first rater's label)."""
+    n = table.sum()
     if n == 0:
         return None
-    observed = sum(a == b for a, b in zip(first, second)) / n
-    first_counts, second_counts = Counter(first), Counter(second)
-    chance = sum(first_counts[label] * second_counts[label] for label in first_counts) / (n * n)
+    observed = np.trace(table) / n
+    chance = float((table.sum(axis=1) * table.sum(axis=0)).sum() / (n * n))
     if np.isclose(chance, 1.0):
         return None
-    return (observed - chance) / (1.0 - chance)
+    return float((observed - chance) / (1.0 - chance))
 
 
 def majority_label(labels: Iterable[Label]) -> Label | None:
@@ -201,6 +209,17 @@ class JudgeAgreement(_Stats):
     first_shown_rate: float | None = Field(None, description="Share of the decisive votes (not ties) for the candidate shown first; 0.5 is no position bias.")
     first_shown_p_value: float | None = Field(None, description="Two-sided binomial test of first_shown_rate against 0.5.")
     funnel: dict[str, int] = Field(description="Pairs per reason, in the order the keep rules are tested (reasons not known here go last).")
+    between_judges: list[JudgesAgreement] = Field(default_factory=list, description="Each two judges of a panel; empty for one judge.")
+
+
+class JudgesAgreement(_Stats):
+    """Two judges of a panel on the same pairs: each one's own winner (side 0, side 1 or none)."""
+
+    first: str
+    second: str
+    pairs: int
+    agreement: float | None = Field(description="Share of the pairs where both picked the same winner (or both none).")
+    cohen_kappa: float | None
 
 
 class DatasetAgreement(_Stats):
@@ -226,6 +245,15 @@ def vote_counts(verdict: Verdict) -> list[int]:
     return [usable.count(0), usable.count(1), usable.count(None)]
 
 
+def _winner_column(side: int | None) -> int:
+    return 2 if side is None else side
+
+
+def for_first_shown(vote: Vote) -> bool:
+    """The vote went to the candidate shown first (side 0 in order AB, side 1 in BA)."""
+    return vote.winner_side == (0 if vote.order == "AB" else 1)
+
+
 class AgreementTally:
     """judge_agreement's figures as running sums, so a run adds each verdict as it comes and keeps
     none of them (a million verdicts would take gigabytes)."""
@@ -240,6 +268,7 @@ class AgreementTally:
         self.votes = np.zeros(3)  # their votes per category
         self.usable = self.ties = 0  # usable votes, and how many of them are ties
         self.first_shown = 0  # decisive votes for the candidate shown first (side 0 in AB, side 1 in BA)
+        self.between: dict[tuple[str, str], np.ndarray] = {}  # two judges -> 3 x 3 counts of their winners
 
     def add(self, verdict: Verdict) -> None:
         self.pairs += 1
@@ -255,7 +284,10 @@ class AgreementTally:
             if vote.valid:
                 self.usable += 1
                 self.ties += vote.winner_side is None
-                self.first_shown += vote.winner_side == (0 if vote.order == "AB" else 1)
+                self.first_shown += for_first_shown(vote)
+        for first, second in combinations(verdict.panel, 2):
+            table = self.between.setdefault((first.judge, second.judge), np.zeros((3, 3)))
+            table[_winner_column(first.chosen_side), _winner_column(second.chosen_side)] += 1
         counts = np.array(vote_counts(verdict), dtype=float)
         n = counts.sum()
         if n >= 2:
@@ -279,6 +311,8 @@ class AgreementTally:
         self.usable += other.usable
         self.ties += other.ties
         self.first_shown += other.first_shown
+        for judges, table in other.between.items():
+            self.between[judges] = self.between.get(judges, np.zeros((3, 3))) + table
 
     @classmethod
     def merged(cls, tallies: Iterable[AgreementTally]) -> AgreementTally:
@@ -301,6 +335,11 @@ class AgreementTally:
             first_shown_rate=self.first_shown / decisive if (decisive := self.usable - self.ties) else None,
             first_shown_p_value=float(binomtest(self.first_shown, decisive).pvalue) if decisive else None,
             funnel=funnel,
+            between_judges=[
+                JudgesAgreement(first=a, second=b, pairs=int(table.sum()), agreement=float(np.trace(table) / table.sum()),
+                                cohen_kappa=cohen_kappa_of_table(table))
+                for (a, b), table in sorted(self.between.items())
+            ],
         )
 
     def _kappa(self) -> float | None:

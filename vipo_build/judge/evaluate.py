@@ -20,10 +20,12 @@ from rich.table import Table
 
 from vipo_build.config import PipelineConfig, load_config
 from vipo_build.errors import VipoError
+from vipo_build.judge import panel
 from vipo_build.judge.actor import JudgeItem, JudgeStage
-from vipo_build.judge.agreement import AgreementTally, cohen_kappa
+from vipo_build.judge.agreement import AgreementTally, JudgesAgreement, cohen_kappa, for_first_shown
 from vipo_build.judge.labelled import LabelledPair, read_pairs
 from vipo_build.judge.views import media_view
+from vipo_build.prompts.categories import Category
 from vipo_build.records import Verdict
 
 
@@ -52,10 +54,22 @@ class JudgeScores(_Model):
     first_shown_p_value: float | None
     kept_share: float = Field(description="Share of pairs the keep rule keeps.")
     accuracy_on_kept: float | None = Field(description="Over kept pairs with a human winner.")
+    between_judges: list[JudgesAgreement] = Field(description="Each two judges of a panel: same winner and Cohen's kappa.")
+
+
+class MemberEvaluation(_Model):
+    """One judge of a panel on its own."""
+
+    judge: str
+    model: str
+    categories: dict[str, JudgeScores]
+    overall: JudgeScores
+    results: list[PairResult]
 
 
 class JudgeEvaluation(_Model):
-    model: str
+    judges: list[str] = Field(description="name (model) of each judge")
+    combine: str | None = Field(description="How the judges' votes were combined (judge.combine); None for one judge.")
     pairs_file: str
     layout: str
     votes: int
@@ -63,6 +77,7 @@ class JudgeEvaluation(_Model):
     categories: dict[str, JudgeScores]
     overall: JudgeScores
     results: list[PairResult]
+    per_judge: list[MemberEvaluation] = Field(description="Each judge of a panel scored on its own; empty for one judge.")
 
 
 def judge_label(verdict: Verdict) -> str:
@@ -83,47 +98,67 @@ def scores(results: list[PairResult], tally: AgreementTally) -> JudgeScores:
         first_shown_p_value=figures.first_shown_p_value,
         kept_share=sum(r.kept for r in results) / len(results) if results else 0.0,
         accuracy_on_kept=sum(r.judge == r.human for r in kept) / len(kept) if kept else None,
+        between_judges=figures.between_judges,
     )
 
 
-def evaluate(judge: JudgeStage, config: PipelineConfig, pairs: list[LabelledPair], pairs_file: str, layout: str) -> JudgeEvaluation:
-    """Judge every pair as a run would: units of `generate.unit_size` pairs, `judge.pool.units_per_call` units per call."""
+def evaluate(judges: dict[str, JudgeStage], config: PipelineConfig, pairs: list[LabelledPair], pairs_file: str,
+             layout: str) -> JudgeEvaluation:
+    """Judge every pair as a run would: units of `generate.unit_size` pairs, each judge's `pool.units_per_call`
+    units per call, each judge's verdicts combined by `judge.combine`."""
     size, frames = config.judge.image_size, config.judge.video_frames
     by_category: dict[str, list[LabelledPair]] = defaultdict(list)
     for pair in pairs:
         by_category[pair.category].append(pair)
     unit = config.generate.unit_size
     units = [(config.category(name), group[i : i + unit]) for name, group in by_category.items() for i in range(0, len(group), unit)]
-    per_call = judge.config.pool.units_per_call
-    results, tallies = [], defaultdict(AgreementTally)
-    for start in range(0, len(units), per_call):
-        call = units[start : start + per_call]
-        asked = [(category, [JudgeItem(p.pair_id, p.prompt, tuple(media_view(m, p.video, size, frames) for m in p.images))
-                             for p in group]) for category, group in call]
-        for (category, group), verdicts in zip(call, judge.judge(asked)):
-            for pair, verdict in zip(group, verdicts):
-                tallies[category.name].add(verdict)
-                decisive = [v for v in verdict.votes if v.valid and v.winner_side is not None]
-                results.append(PairResult(
-                    pair_id=pair.pair_id, category=category.name, human=pair.human, judge=judge_label(verdict),
-                    kept=verdict.kept, vote_share=verdict.vote_share, decisive_votes=len(decisive),
-                    first_shown_votes=sum(v.winner_side == (0 if v.order == "AB" else 1) for v in decisive)))
+    asked = [(category, [JudgeItem(p.pair_id, p.prompt, tuple(media_view(m, p.video, size, frames) for m in p.images))
+                         for p in group]) for category, group in units]
+    verdicts: dict[str, list[list[Verdict]]] = {}  # judge -> per unit
+    for name, judge in judges.items():
+        per_call = judge.resources.units_per_call
+        verdicts[name] = [found for start in range(0, len(asked), per_call) for found in judge.judge(asked[start : start + per_call])]
+    combined = [panel.combine(config.judge, category, {name: verdicts[name][i] for name in judges})
+                for i, (category, _) in enumerate(units)]
+    categories, overall, results = _assess(units, combined)
+    members = []
+    for name, judge in judges.items() if len(judges) > 1 else ():
+        own_categories, own_overall, own_results = _assess(units, verdicts[name])
+        members.append(MemberEvaluation(judge=name, model=judge.judge_engine.engine.model, categories=own_categories,
+                                        overall=own_overall, results=own_results))
     return JudgeEvaluation(
-        model=config.judge.engine.model, pairs_file=pairs_file, layout=layout, votes=config.judge.votes,
-        threshold=config.judge.threshold,
-        categories={name: scores([r for r in results if r.category == name], tallies[name]) for name in by_category},
-        overall=scores(results, AgreementTally.merged(tallies.values())),
-        results=results,
+        judges=[f"{name} ({judge.judge_engine.engine.model})" for name, judge in judges.items()],
+        combine=config.judge.combine if len(judges) > 1 else None, pairs_file=pairs_file, layout=layout,
+        votes=config.judge.votes, threshold=config.judge.threshold, categories=categories, overall=overall,
+        results=results, per_judge=members,
     )
 
 
+def _assess(units: list[tuple[Category, list[LabelledPair]]], verdicts: list[list[Verdict]]
+            ) -> tuple[dict[str, JudgeScores], JudgeScores, list[PairResult]]:
+    """Scores per category and overall of each unit's verdicts against its human labels."""
+    results, tallies = [], defaultdict(AgreementTally)
+    for (category, group), found in zip(units, verdicts):
+        for pair, verdict in zip(group, found):
+            tallies[category.name].add(verdict)
+            decisive = [v for v in verdict.votes if v.valid and v.winner_side is not None]
+            results.append(PairResult(
+                pair_id=pair.pair_id, category=category.name, human=pair.human, judge=judge_label(verdict),
+                kept=verdict.kept, vote_share=verdict.vote_share, decisive_votes=len(decisive),
+                first_shown_votes=sum(map(for_first_shown, decisive))))
+    categories = {name: scores([r for r in results if r.category == name], tally) for name, tally in tallies.items()}
+    return categories, scores(results, AgreementTally.merged(tallies.values())), results
+
+
 def show(evaluation: JudgeEvaluation, console: Console) -> None:
-    table = Table(title=f"{evaluation.model} on {evaluation.pairs_file} ({evaluation.layout}): "
-                        f"{evaluation.votes} votes x 2 orders, threshold {evaluation.threshold:g}")
+    rule = f", combined by {evaluation.combine}" if evaluation.combine else ""
+    table = Table(title=f"{', '.join(evaluation.judges)} on {evaluation.pairs_file} ({evaluation.layout}): "
+                        f"{evaluation.votes} votes x 2 orders, threshold {evaluation.threshold:g}{rule}")
     for column in ("category", "pairs", "accuracy (ties)", "accuracy (no ties)", "Cohen's kappa", "order consistency",
                    "first shown wins", "kept", "accuracy on kept"):
         table.add_column(column, justify="left" if column == "category" else "right")
-    for name, s in {**evaluation.categories, "all": evaluation.overall}.items():
+    rows = {**evaluation.categories, "all": evaluation.overall} | {f"all, {m.judge} alone": m.overall for m in evaluation.per_judge}
+    for name, s in rows.items():
         table.add_row(name, str(s.pairs), _figure(s.accuracy_with_ties), _figure(s.accuracy_without_ties),
                       _figure(s.cohen_kappa, "{:.3f}"), _figure(s.order_consistency_rate), _figure(s.first_shown_rate),
                       _figure(s.kept_share), _figure(s.accuracy_on_kept))
@@ -143,9 +178,10 @@ def run_judge_eval(config_path: str, pairs_file: str, layout: str, category: str
     pairs = read_pairs(pairs_file, layout, default)
     for name in {p.category for p in pairs}:
         config.category(name)
-    judge = JudgeStage(config.judge, config.seed, storage=None)
-    judge.setup()
-    evaluation = evaluate(judge, config, pairs, pairs_file, layout)
+    judges = {e.name: JudgeStage(config.judge, e, config.seed, storage=None) for e in config.judge.engines}
+    for judge in judges.values():
+        judge.setup()
+    evaluation = evaluate(judges, config, pairs, pairs_file, layout)
     with fsspec.open(out, "w") as f:  # a local path or any storage URL
         json.dump(evaluation.model_dump(mode="json"), f, indent=1)
     show(evaluation, console)

@@ -2,7 +2,7 @@
 
     prompts/part-{category}-u{first}.parquet             prompts of up to PART_UNITS units of one round
     cache/{category}/u{unit}.{generator}.candidates.parquet  one generator's encoded candidates of a unit
-    cache/{category}/u{unit}.judged.json                 the unit's prompts and verdicts
+    cache/{category}/u{unit}.{judge}.judged.json         the unit's prompts and one judge's verdicts
     failed/{category}/u{unit}.json                       why a stage gave up on a unit (until it is retried)
 
 A resume lists each folder once and knows from the names what is done. None of it is dataset
@@ -46,8 +46,8 @@ def candidates_path(category: str, unit: int, generator: str) -> str:
     return f"{category_dir(category)}/u{unit:06d}.{generator}.candidates.parquet"
 
 
-def judged_path(category: str, unit: int) -> str:
-    return f"{category_dir(category)}/u{unit:06d}.judged.json"
+def judged_path(category: str, unit: int, judge: str) -> str:
+    return f"{category_dir(category)}/u{unit:06d}.{judge}.judged.json"
 
 
 def write_prompts(
@@ -104,15 +104,9 @@ def read_failures(storage: Storage, category: str) -> dict[int, dict]:
     return {int(rel.rsplit("/u", 1)[1].removesuffix(".json")): json.loads(data) for rel, data in found.items()}
 
 
-def write_judged(storage: Storage, category: str, unit: int, prompts: list[Prompt], verdicts: list[Verdict]) -> None:
+def write_judged(storage: Storage, category: str, unit: int, judge: str, prompts: list[Prompt], verdicts: list[Verdict]) -> None:
     data = {"prompts": [p.model_dump() for p in prompts], "verdicts": [v.model_dump() for v in verdicts]}
-    storage.write_bytes(judged_path(category, unit), json.dumps(data, sort_keys=True).encode())
-
-
-def read_judged(storage: Storage, category: str, unit: int) -> tuple[list[Prompt], list[Verdict]] | None:
-    if not storage.exists(judged_path(category, unit)):
-        return None
-    return parse_judged(storage.read_bytes(judged_path(category, unit)))
+    storage.write_bytes(judged_path(category, unit, judge), json.dumps(data, sort_keys=True).encode())
 
 
 def parse_judged(data: bytes) -> tuple[list[Prompt], list[Verdict]]:

@@ -10,11 +10,11 @@ judge the unit again. Leftovers of writes a kill cut short (`*.tmp-*`) go too.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
+from vipo_build.judge import panel
 from vipo_build.runtime import cache
 from vipo_build.runtime.storage import TMP_MARK, Storage
 from vipo_build.shards.plan import ShardPlan
@@ -30,7 +30,7 @@ class Garbage:
 
 def find(storage: Storage) -> Garbage:
     """What gc would delete in a root."""
-    from vipo_build.run import read_run_json
+    from vipo_build.root import read_run_json
 
     config, _ = read_run_json(storage)
     plan = ShardPlan.of(config)
@@ -48,15 +48,12 @@ def find(storage: Storage) -> Garbage:
                 size += sizes[file]
             elif file.endswith(".candidates.parquet"):
                 by_unit.setdefault(file.split(".", 1)[0], []).append(file)
-        judged = {} if finished else storage.read_many(
-            [f"{folder}/{unit}.judged.json" for unit in by_unit if f"{unit}.judged.json" in sizes])
+        judged = {} if finished else panel.judged_units(storage, config.judge, config.category(name), sizes)
         for unit, files in by_unit.items():
             if not finished:
-                found = judged.get(f"{folder}/{unit}.judged.json")
-                if found is None:  # not judged yet: the judge still needs them
+                if unit not in judged:  # not judged by every judge yet: they still need them
                     continue
-                kept = {v["pair_id"] for v in json.loads(found)["verdicts"] if v["kept"]}
-                if not kept <= written:
+                if not {v.pair_id for v in judged[unit] if v.kept} <= written:
                     continue
             paths += [f"{folder}/{file}" for file in files]
             size += sum(sizes[file] for file in files)

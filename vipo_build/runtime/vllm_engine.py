@@ -42,7 +42,7 @@ def cpu_scheduler_options(max_model_len: int | None, options: dict[str, Any], wh
 def start_engine(engine: EngineConfig, seed: int, where: str, **extra: Any):
     """Load `engine.model` into a vllm.LLM (imported here: only engine actors pay for vLLM), or
     connect to the engine's OpenAI-compatible endpoint when it names one. `where` names the
-    engine's config field in errors, e.g. "judge.engine"."""
+    engine's config field in errors, e.g. "judge.engines[0].engine"."""
     if engine.endpoint is not None:
         return endpoint.start_endpoint(engine.endpoint)
     from vllm import LLM

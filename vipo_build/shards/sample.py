@@ -33,6 +33,7 @@ class VoteScore(_Record):
 
 
 class SampleVote(_Record):
+    judge: str = Field(description="The judge (judge.engines[].name) that gave the vote.")
     order: str = Field(description="AB: the chosen candidate's side 0 was shown first; BA: side 1 first.")
     sample: int
     winner: str = Field(description="chosen, rejected or tie.")
@@ -46,11 +47,20 @@ class DimensionScore(_Record):
     margin: float = Field(description="chosen_mean - rejected_mean.")
 
 
+class PanelJudge(_Record):
+    judge: str
+    winner: str = Field(description="chosen, rejected or tie: the side this judge's own votes picked.")
+    reason: str = Field(description="This judge's own keep rule outcome (kept, tie, order_inconsistent, ...).")
+    vote_share: float
+    order_consistent: bool
+
+
 class SampleJudge(_Record):
-    votes: list[SampleVote]
+    votes: list[SampleVote] = Field(description="Every judge's votes.")
     vote_share: float = Field(description="Votes for the chosen candidate over all usable votes.")
     order_consistent: bool
     dimensions: list[DimensionScore] = Field(description="Mean scores of both sides and their margin, per dimension.")
+    panel: list[PanelJudge] = Field(description="Each judge's own verdict when several judged the pair; empty for one.")
 
 
 class SampleJson(_Record):

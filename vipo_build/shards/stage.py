@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from vipo_build.config import PipelineConfig
 from vipo_build.generate.pairs import specs_by_generator
+from vipo_build.judge import panel
 from vipo_build.records import Pair
 from vipo_build.runtime import cache
 from vipo_build.runtime.stage import Stage
@@ -34,7 +35,7 @@ class WriteShardStage(Stage):
         pairs = []
         for category, unit, pair_id in work.members:
             if (category, unit) not in units:
-                prompts, verdicts = cache.read_judged(self.storage, category, unit)
+                prompts, verdicts = panel.read_unit(self.storage, self.config.judge, self.config.category(category), unit)
                 generators = list(specs_by_generator(self.config, prompts))
                 candidates = cache.read_candidates(self.storage, category, unit, generators)
                 units[category, unit] = (

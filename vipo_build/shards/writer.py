@@ -19,7 +19,7 @@ from vipo_build.judge.agreement import score_margins
 from vipo_build.records import Candidate, Pair
 from vipo_build.runtime import failpoints
 from vipo_build.runtime.storage import Storage, parquet_bytes
-from vipo_build.shards.sample import DimensionScore, SampleJson, SampleJudge, SampleSide, SampleVote, VoteScore
+from vipo_build.shards.sample import DimensionScore, PanelJudge, SampleJson, SampleJudge, SampleSide, SampleVote, VoteScore
 
 SHARDS_DIR = "shards"
 
@@ -83,7 +83,7 @@ def sample_json(pair: Pair) -> SampleJson:
         rejected=_side(pair.rejected),
         judge=SampleJudge(
             votes=[
-                SampleVote(order=v.order, sample=v.sample, winner=_relabel(v.winner_side, chosen),
+                SampleVote(judge=v.judge, order=v.order, sample=v.sample, winner=_relabel(v.winner_side, chosen),
                            scores=[VoteScore(dimension=d, chosen=score, rejected=v.scores[rejected][d])
                                    for d, score in v.scores[chosen].items()] if v.valid else [])
                 for v in verdict.votes
@@ -91,6 +91,8 @@ def sample_json(pair: Pair) -> SampleJson:
             vote_share=verdict.vote_share,
             order_consistent=verdict.order_consistent,
             dimensions=dimension_scores(verdict),
+            panel=[PanelJudge(judge=p.judge, winner=_relabel(p.chosen_side, chosen), reason=p.reason,
+                              vote_share=p.vote_share, order_consistent=p.order_consistent) for p in verdict.panel],
         ),
     )
 

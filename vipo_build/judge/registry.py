@@ -1,0 +1,85 @@
+"""The judge registry: the VLMs a config's judge.engines can name, their vLLM settings, the prompt
+protocol they are asked with and the pairwise accuracy on record, for `vipo-build models list --judges`.
+
+The data lives in registry.yaml beside this module.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from vipo_build.prompts.categories import Modality
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+REGISTRY_FILE = Path(__file__).with_name("registry.yaml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServingSettings(Strict):
+    """What an EngineConfig of this model sets (judge.engines[].engine)."""
+
+    dtype: str
+    tensor_parallel_size: int = Field(ge=1)
+    max_model_len: int = Field(ge=128, description="The longest context these settings serve (a config may ask for less).")
+
+
+class PublishedAccuracy(Strict):
+    benchmark: str = Field(description="e.g. GenAI-Bench image, with its tie convention.")
+    accuracy: float = Field(ge=0, le=1)
+    source: str = Field(description="Paper or model card, with its date.")
+
+
+class JudgeModel(Strict):
+    name: str
+    title: str
+    hub_id: str
+    inputs: tuple[Modality, ...] = Field(min_length=1, description="What the model family reads natively.")
+    vllm: ServingSettings
+    protocol: Literal["rubric"] = Field(description="rubric: vipo-build's per-category rubric, both orders, JSON schema.")
+    published: tuple[PublishedAccuracy, ...] = Field(description="Figures on record with their source; empty: none recorded.")
+    notes: str = ""
+
+
+@cache
+def judge_models() -> dict[str, JudgeModel]:
+    """Every registered judge model by name, in registry.yaml order."""
+    data = yaml.safe_load(REGISTRY_FILE.read_text())
+    return {name: JudgeModel(name=name, **entry) for name, entry in data.items()}
+
+
+def list_judges() -> list[dict[str, str]]:
+    """One row per judge model (all strings), for `vipo-build models list --judges`."""
+    return [
+        {
+            "judge": m.name,
+            "hub_id": m.hub_id,
+            "inputs": ", ".join(m.inputs),
+            "vllm": f"{m.vllm.dtype}, tp {m.vllm.tensor_parallel_size}, {m.vllm.max_model_len} tokens",
+            "protocol": m.protocol,
+            "published accuracy": "; ".join(f"{p.benchmark} {p.accuracy:.1%} ({p.source})" for p in m.published)
+            or "none recorded: measure with judge-eval",
+        }
+        for m in judge_models().values()
+    ]
+
+
+def print_judges(console: Console) -> None:
+    from rich.table import Table
+
+    rows = list_judges()
+    table = Table(title=f"{len(rows)} judge models")
+    for column in rows[0]:
+        table.add_column(column, no_wrap=column in ("judge", "hub_id"))
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
