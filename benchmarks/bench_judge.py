@@ -60,7 +60,7 @@ def bare_chat(judge: JudgeStage, category, batch: list[JudgeItem]) -> int:
             for sample in range(judge.config.votes):
                 conversations.append(judge_conversation(category, item.prompt, first, second))
                 params.append(SamplingParams(temperature=judge.config.temperature, max_tokens=judge.config.max_tokens,
-                                             seed=derive_seed(judge.seed, "judge", judge.judge_engine.name, item.pair_id, order, sample),
+                                             seed=derive_seed(judge.seed, "judge", item.pair_id, order, sample),
                                              structured_outputs=StructuredOutputsParams(json=schema)))
     return len(judge.engine.llm.chat(conversations, params, use_tqdm=False))
 

@@ -135,7 +135,7 @@ class SimulatedJudge(Stage):
                 votes = []
                 for order in ORDERS:
                     for sample in range(self.config.votes):
-                        seed = derive_seed(self.seed, "judge", self.judge.name, prompt.id, order, sample)
+                        seed = derive_seed(self.seed, "judge", self.judge.name, prompt.id, order, sample)  # simulated judges differ
                         side = better if random.Random(seed).random() < KEEP_SIDE_P else 1 - better
                         shown_first = side == (0 if order == "AB" else 1)
                         answer = {"winner": "A" if shown_first else "B",

@@ -108,7 +108,7 @@ def test_judge_eval_in_each_layout_matches_an_independent_computation(tiny_run, 
         show(result, Console(file=sink, width=200))
         assert "accuracy (no ties)" in sink.getvalue() and layout in sink.getvalue()
 
-    # a panel: the same tiny VLM as a second judge (its own seeds), every pair judged by both
+    # a panel: the same tiny VLM as a second judge (the same seeds: the same votes), every pair judged by both
     panel = config.model_copy(update={"judge": config.judge.model_copy(update={
         "engines": [config.judge.engines[0], config.judge.engines[0].model_copy(update={"name": "second"})]})})
     second = JudgeStage(panel.judge, panel.judge.engines[1], panel.seed, storage=None)
@@ -121,6 +121,7 @@ def test_judge_eval_in_each_layout_matches_an_independent_computation(tiny_run, 
         both = evaluate(stages, ruled, pairs, files["pickapic"], "pickapic")
         first, other = both.per_judge
         assert first.overall == alone.overall and first.results == alone.results  # seeded: the same answers
+        assert other.results == first.results  # one model, the same seeds: a copy adds nothing
         if rule == "all_agree":
             assert [r.kept for r in both.results] == [a.kept and b.kept and a.judge == b.judge
                                                       for a, b in zip(first.results, other.results)]

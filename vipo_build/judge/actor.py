@@ -82,7 +82,9 @@ class JudgeStage(Stage):
                 for order in ORDERS:
                     first, second = item.views if order == "AB" else item.views[::-1]
                     for sample in range(self.config.votes):
-                        keys.append((order, sample, derive_seed(self.seed, "judge", self.judge_engine.name, item.pair_id, order, sample)))
+                        # a vote's sampling seed is the pair's, order's and sample's, whatever the judge: the
+                        # judges' models make their votes differ, and one judge keeps its seeds in a panel
+                        keys.append((order, sample, derive_seed(self.seed, "judge", item.pair_id, order, sample)))
                         conversations.append(judge_conversation(category, item.prompt, first, second))
                         schemas.append(schema)
         answers = chat_json(self.engine, conversations, [seed for _, _, seed in keys], schemas, self.config.temperature,
