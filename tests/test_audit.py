@@ -333,7 +333,8 @@ def test_judge_quality_covers_every_judged_pair_and_its_floors_fail_the_audit(tm
 
 
 def test_the_audit_shows_the_judge_against_human_labels_once_calibrate_has_scored_them(tmp_path):
-    from vipo_build.calibrate import calibrate, export_sample
+    from vipo_build.calibration.report import calibrate
+    from vipo_build.calibration.sample import export_sample
 
     root = tmp_path / "root"
     make_root(root)

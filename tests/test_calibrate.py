@@ -14,36 +14,13 @@ import pytest
 from rich.console import Console
 from sklearn.metrics import cohen_kappa_score
 
-from vipo_build.calibrate import allocate, calibrate, export_sample
+from tests.calibration_roots import make_root
+
+from vipo_build.calibration.report import calibrate
+from vipo_build.calibration.sample import allocate, export_sample
 from vipo_build.errors import VipoError
-from vipo_build.records import Candidate, Pair, Prompt, Verdict, Vote
-from vipo_build.runtime.storage import Storage
-from vipo_build.shards.writer import write_shard
 
-DIMENSIONS = ("alignment", "aesthetics")
 SIZES = {"aesthetics": 60, "alignment": 30, "counting": 10}
-
-
-def make_pair(category: str, i: int) -> Pair:
-    key = f"{category}-u{i // 8:06d}-p{i % 8:03d}"
-    prompt = Prompt(id=key, category=category, modality="image", unit=i // 8, index=i % 8, round=0,
-                    seed_subject="a lighthouse", text=f"{category} prompt {i}", expansion_model="llm")
-    sides = [Candidate(prompt_id=key, side=s, generator="flux", seed=2 * i + s, width=64, height=64, format="jpg",
-                       media=f"{key}/{('chosen', 'rejected')[s]}".encode()) for s in (0, 1)]
-    scores = [{d: 4 for d in DIMENSIONS}, {d: 2 for d in DIMENSIONS}]
-    votes = [Vote(judge="j", order=o, sample=k, seed=k, winner_side=0, scores=scores) for o in ("AB", "BA") for k in range(2)]
-    verdict = Verdict(pair_id=key, kept=True, reason="kept", chosen_side=0, vote_share=1.0, order_consistent=True,
-                      votes_for=[4, 0, 0], mean_scores=[{d: 4.0 for d in DIMENSIONS}, {d: 2.0 for d in DIMENSIONS}],
-                      votes=votes)
-    return Pair(key=key, prompt=prompt, chosen=sides[0], rejected=sides[1], verdict=verdict)
-
-
-def make_root(path: Path, sizes: dict[str, int]) -> str:
-    pairs = [make_pair(category, i) for category, n in sizes.items() for i in range(n)]
-    storage = Storage(str(path))
-    for s, shard_pairs in enumerate((pairs[::2], pairs[1::2])):  # categories mixed over two shards
-        write_shard(storage, f"train-{s:06d}", shard_pairs)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

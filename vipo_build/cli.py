@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vipo_build.calibration import DEFAULT_GOLD_FLOOR
 from vipo_build.errors import VipoError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -226,20 +227,47 @@ def audit(
 @app.command()
 def calibrate(
     root: str = typer.Argument(..., help="Dataset root (path or fsspec URL)."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Parquet of human labels: key, rater, choice (A, B or skip)."),
-    sample: Optional[int] = typer.Option(None, "--sample", help="Export N kept pairs, stratified by category, for A/B labelling."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="The label database `vipo-build label` writes (SQLite), "
+                                         "or a Parquet file of labels: key, rater, choice (A, B or skip)."),
+    sample: Optional[int] = typer.Option(None, "--sample", help="Export N pairs, stratified by category, for A/B labelling."),
+    gold: float = typer.Option(0.1, "--gold", help="Share of the exported sample that are gold pairs (attention checks)."),
+    gold_floor: float = typer.Option(DEFAULT_GOLD_FLOOR, "--gold-floor", help="Raters below this gold accuracy are left out of the human majority."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample and of which side is shown as A."),
 ) -> None:
     """Check the judge against people: export an A/B sample to label, or score judge and raters on the labels."""
-    from vipo_build.calibrate import calibrate as score_labels, export_sample
+    from vipo_build.calibration.report import calibrate as score_labels
+    from vipo_build.calibration.sample import export_sample
 
     if (labels is None) == (sample is None):
-        _fail(VipoError("calibrate: give exactly one of --sample N or --labels LABELS.parquet"))
+        _fail(VipoError("calibrate: give exactly one of --sample N or --labels LABELS"))
     try:
         if sample is not None:
-            console.print(f"wrote {export_sample(root, sample, seed)}", markup=False)
+            console.print(f"wrote {export_sample(root, sample, seed, gold)}", markup=False)
         else:
-            score_labels(root, labels, console)
+            score_labels(root, labels, console, gold_floor)
+    except VipoError as err:
+        _fail(err)
+
+
+@app.command()
+def label(
+    root: str = typer.Argument(..., help="Dataset root (path or fsspec URL)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; other machines reach it only if told (e.g. 0.0.0.0)."),
+    port: int = typer.Option(8765, "--port"),
+    sample: Optional[int] = typer.Option(None, "--sample", help="Pairs in the calibration sample, exported on first use "
+                                         "(default 200); the sample already there is used otherwise."),
+    overlap: int = typer.Option(3, "--overlap", help="Labels from distinct raters each pair gets."),
+    gold: float = typer.Option(0.1, "--gold", help="Share of a new sample that are gold pairs (attention checks)."),
+    gold_floor: float = typer.Option(DEFAULT_GOLD_FLOOR, "--gold-floor", help="Raters below this gold accuracy are left out of the human majority."),
+    token: Optional[str] = typer.Option(None, "--token", help="Every request must carry this token."),
+    db: Optional[str] = typer.Option(None, "--db", help="The label database (SQLite); default ROOT/calibration/labels.sqlite."),
+    seed: int = typer.Option(0, "--seed", help="Seed of a new sample."),
+) -> None:
+    """Serve the A/B labelling app for ROOT's calibration sample, with a live judge-vs-human agreement page."""
+    from vipo_build.calibration.server import serve
+
+    try:
+        serve(root, host, port, db, sample, gold, seed, overlap, gold_floor, token, console)
     except VipoError as err:
         _fail(err)
 

@@ -19,7 +19,7 @@ from vipo_build.errors import VipoError
 from vipo_build.root import RUN_JSON, open_root, read_run_json
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.writer import MANIFEST_SCHEMA, SHARDS_DIR, committed_shards
-from vipo_build.calibrate import REPORT_JSON as CALIBRATION_JSON, CalibrationReport
+from vipo_build.calibration.report import REPORT_JSON as CALIBRATION_JSON, CalibrationReport
 from vipo_build.status import root_status
 
 PLAN_PARQUET = "plan.parquet"

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vipo_build.calibrate import CalibrationReport
+from vipo_build.calibration.report import CalibrationReport
 from vipo_build.config import AuditConfig
 from vipo_build.judge.agreement import DatasetAgreement
 

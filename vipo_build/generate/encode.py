@@ -50,6 +50,11 @@ def decode_image(data: bytes) -> Image.Image:
 
 def decode_video(data: bytes) -> np.ndarray:
     """All frames of an MP4 as a (frames, height, width, 3) uint8 array."""
+    return decode_video_with_fps(data)[0]
+
+
+def decode_video_with_fps(data: bytes) -> tuple[np.ndarray, float]:
+    """All frames of an MP4, and its frame rate."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "clip.mp4")
         with open(path, "wb") as f:
@@ -58,4 +63,4 @@ def decode_video(data: bytes) -> np.ndarray:
         meta = reader.__next__()
         width, height = meta["size"]
         frames = [np.frombuffer(buf, np.uint8).reshape(height, width, 3) for buf in reader]
-    return np.stack(frames)
+    return np.stack(frames), float(meta["fps"])

@@ -4,9 +4,10 @@
     hpd          JSON list of {prompt, image_path: [preferred, other]} (paths relative to the file)
     genai-bench  Parquet: prompt, left_image, right_image (bytes), vote_type (leftvote, rightvote,
                  tievote, bothbad_vote; both bad counts as a tie)
-    vipo         vipo-build's calibration labels: ROOT/calibration/labels.parquet (key, rater, choice)
-                 beside the sample.parquet and media that `vipo-build calibrate --sample` wrote;
-                 the label is the raters' majority
+    vipo         vipo-build's calibration labels: the labelling app's ROOT/calibration/labels.sqlite, or
+                 a labels.parquet (key, rater, choice), beside the sample.parquet and media that
+                 `vipo-build calibrate --sample` wrote; the label is the majority of the raters that
+                 pass the gold checks, and gold pairs are left out
 
 An optional `category` column (pickapic, genai-bench) or field (hpd) names each pair's rubric;
 otherwise every pair takes the default category.
@@ -20,6 +21,10 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
+from vipo_build.calibration import DEFAULT_GOLD_FLOOR
+from vipo_build.calibration.gold import gold_checks
+from vipo_build.calibration.labels import read_labels
+from vipo_build.calibration.sample import read_sample
 from vipo_build.errors import VipoError
 from vipo_build.judge.agreement import majority_label
 from vipo_build.runtime.storage import Storage
@@ -78,15 +83,19 @@ def _genai_bench(path: str, default: str) -> list[LabelledPair]:
 
 
 def _vipo(path: str, default: str) -> list[LabelledPair]:
+    """The human majority of each labelled pair of the sample beside the labels, with the raters
+    that fail the gold checks left out and the gold pairs themselves skipped."""
     folder = Storage(posixpath.dirname(path))
-    labels = pq.read_table(path).to_pylist()
+    sample = read_sample(folder, "sample.parquet")
+    labels = read_labels(path, sample.rows)
+    left_out = {r for r, check in gold_checks(labels, sample.gold_winners, DEFAULT_GOLD_FLOOR).items() if check.left_out}
     by_key: dict[str, list[str]] = {}
     for row in labels:
-        if row["choice"] in ("A", "B"):
+        if row["choice"] in ("A", "B") and row["rater"] not in left_out:
             by_key.setdefault(row["key"], []).append(row["choice"])
     pairs = []
-    for row in folder.read_table("sample.parquet").to_pylist():
-        if row["key"] in by_key:
+    for row in sample.rows.values():
+        if row["key"] in by_key and not row["gold"]:
             human = majority_label(by_key[row["key"]]) or "tie"
             pairs.append(LabelledPair(row["key"], row["prompt"], row["category"],
                                       (folder.read_bytes(row["a_file"]), folder.read_bytes(row["b_file"])), human,
