@@ -5,6 +5,7 @@ posts, SIGKILL, path traversal, the token and an S3 root."""
 
 from __future__ import annotations
 
+import http.client
 import io
 import os
 import signal
@@ -263,7 +264,8 @@ def test_concurrent_answers_and_sigkill_lose_nothing_acknowledged(root, server, 
     threads = [threading.Thread(target=stream, args=(f"k{i}",)) for i in range(4)]
     for thread in threads:
         thread.start()
-    while len(acknowledged) < 10:
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 10 and time.monotonic() < deadline:
         time.sleep(0.01)
     server.kill()
     stop.set()
@@ -282,17 +284,23 @@ def test_only_sampled_media_are_served(root, server):
     ok = httpx.get(f"{server.url}media/{key}/A")
     assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg"
     assert ok.content == (root / "calibration" / sample.rows[key]["a_file"]).read_bytes()
-    for path in ("../../run.json", "..%2F..%2Frun.json", f"media/{key}/../../sample.parquet", "media/..%2Fsample.parquet/A",
-                 f"media/{key}/..%2F..%2Fsample.parquet", "media/%2e%2e/%2e%2e", "calibration/sample.parquet",
-                 f"media/{key}/C", "static/../run.json", "shards/train-000000.tar"):
-        response = httpx.get(server.url + path)
-        assert response.status_code == 404, path
+    for path in ("/../../run.json", "/..%2F..%2Frun.json", f"/media/{key}/../../sample.parquet", "/media/..%2Fsample.parquet/A",
+                 f"/media/{key}/..%2F..%2Fsample.parquet", "/media/%2e%2e/%2e%2e", "/calibration/sample.parquet",
+                 f"/media/{key}/C", "/static/../run.json", "/shards/train-000000.tar", "/media/../run.json/A"):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", path)  # sent as written: no client-side normalisation of the dots
+        response = connection.getresponse()
+        assert response.status == 404, path
+        connection.close()
+    rebound = httpx.get(server.url + "api/agreement", headers={"Host": "attacker.example"})
+    assert rebound.status_code == 400  # only requests to the address served, or to loopback names
 
 
 def in_process(root: Path, db: Path, token: str | None = None) -> TestClient:
     storage = Storage(str(root))
     sample = read_sample(storage)
-    return TestClient(make_app(Labelling(storage, sample, LabelStore(db, sample.digest), OVERLAP, GOLD_FLOOR), token))
+    app = make_app(Labelling(storage, sample, LabelStore(db, sample.digest), OVERLAP, GOLD_FLOOR), token)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def test_token_and_bad_requests(root, tmp_path):
@@ -328,6 +336,46 @@ def test_a_database_belongs_to_its_sample(root, tmp_path):
     LabelStore(db, "another sample")
     with pytest.raises(VipoError, match="these labels were made for another calibration sample"):
         in_process(root, db)
+    with pytest.raises(VipoError, match=f"^{db}: these labels were made for another calibration sample$"):
+        calibrate(str(root), str(db), Console(file=io.StringIO()))
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(VipoError, match=f"^{other}: not a label database written by `vipo-build label`"):
+        calibrate(str(root), str(other), Console(file=io.StringIO()))
+    with pytest.raises(VipoError, match="^--gold-floor 80.0: a gold accuracy floor is a share between 0 and 1$"):
+        calibrate(str(root), str(db), Console(file=io.StringIO()), gold_floor=80.0)
+
+
+def test_judge_eval_reads_the_database_without_gold_pairs_or_failing_raters(root, tmp_path):
+    from vipo_build.judge.labelled import read_pairs
+
+    sample = read_sample(Storage(str(root)))
+    db = root / "calibration" / "labels.sqlite"
+    store = LabelStore(db, sample.digest)
+    try:
+        for key in sample.rows:
+            good = sample.winner(key)
+            store.add(key, "good", good, "A", 1.0)  # right on every gold pair
+            store.add(key, "careless", "B" if good == "A" else "A", "A", 1.0)  # wrong on every gold pair
+        pairs = read_pairs(str(db), "vipo", "aesthetics")
+    finally:
+        db.unlink()
+    assert sorted(p.pair_id for p in pairs) == sorted(k for k in sample.rows if k not in sample.gold_winners)
+    assert all(p.human == sample.winner(p.pair_id) for p in pairs)  # the careless rater is left out, so no ties
+
+
+def test_a_sample_written_before_gold_pairs_still_reads_and_exports_the_same(tmp_path):
+    root = make_root(tmp_path / "root", {"aesthetics": 5}, jpeg_media)
+    export_sample(root, 4, seed=2)
+    table = pq.read_table(f"{root}/calibration/sample.parquet")
+    old = table.drop_columns(["gold", "rubric"])
+    pq.write_table(old, f"{root}/calibration/sample.parquet")
+    sample = read_sample(Storage(root))
+    assert [r["gold"] for r in sample.rows.values()] == [False] * 4 and {r["rubric"] for r in sample.rows.values()} == {""}
+    export_sample(root, 4, seed=2)  # the same sample: accepted, left as it is
+    assert pq.read_table(f"{root}/calibration/sample.parquet").equals(old)
+    with pytest.raises(VipoError, match="a different sample is already exported"):
+        export_sample(root, 4, seed=3)
 
 
 def test_assignment_fills_every_pair_to_the_overlap_and_shows_gold_to_all(root):
@@ -382,8 +430,10 @@ def test_s3_root_streams_media_and_needs_a_local_database(tmp_path, monkeypatch)
         export_sample(url, 4, seed=0, gold_share=0.25)
         storage = Storage(url)
         sample = read_sample(storage)
-        client = TestClient(make_app(Labelling(storage, sample, LabelStore(fresh_db(tmp_path), sample.digest), 1, 0.8), None))
+        app = make_app(Labelling(storage, sample, LabelStore(fresh_db(tmp_path), sample.digest), 1, 0.8), None)
+        client = TestClient(app, base_url="http://127.0.0.1")
         for key, row in sample.rows.items():
+            assert client.get(client.get("/api/next?rater=x").json()["screen"]["left"]["url"]).status_code == 200
             assert client.get(f"/media/{key}/B").content == storage.read_bytes(f"calibration/{row['b_file']}")
         with pytest.raises(VipoError, match=f"^{url}: SQLite cannot live in an object store; give --db PATH"):
             serve(url, "127.0.0.1", free_port(), None, None, 0.1, 0, 2, 0.8, None, Console(file=io.StringIO()))
@@ -397,6 +447,8 @@ def test_label_command_errors(tmp_path):
     assert empty.exit_code == 2 and empty.stderr.strip() == f"error: {tmp_path}: no committed shards: nothing to sample"
     root = make_root(tmp_path / "root", {"aesthetics": 3}, jpeg_media)
     assert label(root, "--overlap", "0").stderr.strip() == "error: --overlap 0: every pair needs at least 1 label"
+    assert label(root, "--sample", "0").stderr.strip() == "error: --sample 0: the sample needs at least 1 pair"
+    assert label(root, "--gold-floor", "1.5").stderr.strip() == "error: --gold-floor 1.5: a gold accuracy floor is a share between 0 and 1"
     export_sample(root, 3, seed=0)
     other = label(root, "--sample", "2", "--port", str(free_port()))
     assert other.exit_code == 2 and "a different sample is already exported" in other.stderr

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field
 
+from vipo_build.errors import VipoError
 from vipo_build.generate.encode import decode_image, decode_video_with_fps, encode_image, encode_video
 
 GOLD_PREFIX = "gold-"  # a gold pair's key: the prefix and its source pair's key
@@ -45,11 +46,16 @@ def degraded_copy(media: bytes, fmt: str, seed: int) -> bytes:
 class GoldCheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    answered: int = Field(description="Gold pairs the rater answered A or B (skips do not count).")
+    answered: int = Field(description="Gold pairs the rater answered; a skip counts as a miss, since the loser is plain to see.")
     correct: int = Field(description="Of those, the ones where the rater picked the original.")
     accuracy: float | None
     left_out: bool = Field(description="The rater's labels are left out of the human majority.")
     why: str | None = Field(description="Why the rater is left out.")
+
+
+def check_gold_floor(floor: float) -> None:
+    if not 0 <= floor <= 1:
+        raise VipoError(f"--gold-floor {floor}: a gold accuracy floor is a share between 0 and 1")
 
 
 def gold_checks(labels: Sequence[Mapping], gold_winner: Mapping[str, str], floor: float) -> dict[str, GoldCheck]:
@@ -59,7 +65,7 @@ def gold_checks(labels: Sequence[Mapping], gold_winner: Mapping[str, str], floor
     correct: dict[str, int] = {}
     raters = sorted({label["rater"] for label in labels})
     for label in labels:
-        if label["key"] in gold_winner and label["choice"] != "skip":
+        if label["key"] in gold_winner:
             answered[label["rater"]] = answered.get(label["rater"], 0) + 1
             correct[label["rater"]] = correct.get(label["rater"], 0) + (label["choice"] == gold_winner[label["key"]])
     checks = {}

@@ -4,9 +4,8 @@ file with columns key, rater, choice (A, B or skip)."""
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
-
-from vipo_build.calibration.store import LabelStore, is_sqlite
+from vipo_build.calibration.sample import Sample
+from vipo_build.calibration.store import is_sqlite, read_answers
 from vipo_build.errors import VipoError
 from vipo_build.runtime.storage import Storage
 
@@ -14,11 +13,11 @@ LABEL_COLUMNS = ("key", "rater", "choice")
 CHOICES = ("A", "B", "skip")
 
 
-def read_labels(labels_path: str, sample: Mapping[str, dict]) -> list[dict]:
+def read_labels(labels_path: str, sample: Sample) -> list[dict]:
     """Label rows {key, rater, choice}, checked: every key in the sample, every choice A, B or
     skip, at most one label per rater and pair. Rater ids are read as strings."""
     if is_sqlite(labels_path):
-        rows = [{column: answer[column] for column in LABEL_COLUMNS} for answer in LabelStore(labels_path).answers()]
+        rows = [{column: answer[column] for column in LABEL_COLUMNS} for answer in read_answers(labels_path, sample.digest)]
     else:
         rows = _parquet_rows(labels_path)
     labels, seen = [], set()
@@ -29,7 +28,7 @@ def read_labels(labels_path: str, sample: Mapping[str, dict]) -> list[dict]:
         key, rater, choice = str(row["key"]), str(row["rater"]), row["choice"]
         if choice not in CHOICES:
             raise VipoError(f"{labels_path}: row {i}: choice {choice!r} is not one of {', '.join(CHOICES)}")
-        if key not in sample:
+        if key not in sample.rows:
             raise VipoError(f"{labels_path}: row {i}: key {key!r} is not in the calibration sample")
         if (key, rater) in seen:
             raise VipoError(f"{labels_path}: row {i}: rater {rater!r} labelled key {key!r} more than once")

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vipo_build.calibration import DEFAULT_GOLD_FLOOR
-from vipo_build.calibration.gold import GoldCheck, gold_checks
+from vipo_build.calibration.gold import GoldCheck, check_gold_floor, gold_checks
 from vipo_build.calibration.labels import read_labels
 from vipo_build.calibration.sample import SAMPLE_TABLE, SIDES, Sample, read_sample
 from vipo_build.judge.agreement import (
@@ -73,9 +73,10 @@ class CalibrationReport(_Doc):
 def calibrate(root: str, labels_path: str, console: Console, gold_floor: float = DEFAULT_GOLD_FLOOR) -> dict:
     """Score the judge and the raters on an exported sample; write ROOT/reports/calibration.json,
     print it as a table and return it."""
+    check_gold_floor(gold_floor)
     storage = Storage(root)
     sample = read_sample(storage)
-    report = score(sample, read_labels(labels_path, sample.rows), posixpath.join(storage.url, SAMPLE_TABLE), labels_path, gold_floor)
+    report = score(sample, read_labels(labels_path, sample), posixpath.join(storage.url, SAMPLE_TABLE), labels_path, gold_floor)
     storage.write_bytes(REPORT_JSON, report.model_dump_json(indent=1).encode())
     show(report, console)
     return report.model_dump(mode="json")

@@ -87,7 +87,7 @@ def export_sample(root: str, n: int, seed: int, gold_share: float = 0.0) -> str:
     data = parquet_bytes(pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA.with_metadata(metadata)))
     url = posixpath.join(storage.url, SAMPLE_TABLE)
     if storage.exists(SAMPLE_TABLE):
-        if storage.read_bytes(SAMPLE_TABLE) == data:
+        if same_sample(read_sample(storage), rows, seed):
             return url
         raise VipoError(f"{url}: a different sample is already exported and labels may refer to it; "
                         f"move {posixpath.join(storage.url, CALIBRATION_DIR)} away to export a new one")
@@ -106,6 +106,13 @@ def read_sample(storage: Storage, table: str = SAMPLE_TABLE) -> Sample:
     rows = {row["key"]: {"gold": False, "rubric": "", **row} for row in rows_table.to_pylist()}
     seed = int((rows_table.schema.metadata or {}).get(b"seed", b"0"))
     return Sample(rows=rows, seed=seed, digest=hashlib.sha256(data).hexdigest())
+
+
+def same_sample(existing: Sample, rows: Sequence[dict], seed: int) -> bool:
+    """The same pairs with the same sides: labels made for one are labels of the other (a table
+    written before gold pairs and rubrics were recorded counts as the sample it holds)."""
+    return existing.seed == seed and [(r["key"], r["a_side"]) for r in existing.rows.values()] == [
+        (r["key"], r["a_side"]) for r in rows]
 
 
 def kept_pairs(storage: Storage) -> list[dict]:

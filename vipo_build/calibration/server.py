@@ -25,10 +25,12 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
 from vipo_build.calibration.assign import left_slot, next_pair, open_pairs
+from vipo_build.calibration.gold import check_gold_floor
 from vipo_build.calibration.labels import LABEL_COLUMNS
 from vipo_build.calibration.report import score
 from vipo_build.calibration.sample import CALIBRATION_DIR, SAMPLE_TABLE, Sample, export_sample, read_sample
@@ -45,6 +47,8 @@ PAGES = {"/": ("label.html", "text/html"), "/agreement": ("agreement.html", "tex
          "/label.js": ("label.js", "text/javascript"), "/agreement.js": ("agreement.js", "text/javascript"),
          "/style.css": ("style.css", "text/css")}
 DEFAULT_SAMPLE = 200
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 class Answer(BaseModel):
@@ -82,9 +86,10 @@ class Labelling:
         row = self.sample.rows[key]
         left = left_slot(self.sample, key, rater)
         right = "B" if left == "A" else "A"
+        version = f"?v={self.sample.digest[:12]}"  # a new export redraws the sides: the browser's cached media must not be reused
         return {"key": key, "category": row["category"], "modality": row["modality"], "prompt": row["prompt"],
-                "rubric": row["rubric"], "left": {"slot": left, "url": f"media/{quote(key, safe='')}/{left}"},
-                "right": {"slot": right, "url": f"media/{quote(key, safe='')}/{right}"}}
+                "rubric": row["rubric"], "left": {"slot": left, "url": f"media/{quote(key, safe='')}/{left}{version}"},
+                "right": {"slot": right, "url": f"media/{quote(key, safe='')}/{right}{version}"}}
 
     def report(self) -> dict:
         labels = [{c: a[c] for c in LABEL_COLUMNS} for a in self.store.answers()]
@@ -92,9 +97,11 @@ class Labelling:
                      self.gold_floor).model_dump(mode="json")
 
 
-def make_app(labelling: Labelling, token: str | None) -> FastAPI:
+def make_app(labelling: Labelling, token: str | None, host: str = "127.0.0.1") -> FastAPI:
     app = FastAPI(title="vipo-build labelling", docs_url=None, redoc_url=None, openapi_url=None)
     sample = labelling.sample
+    if host not in WILDCARD_HOSTS:  # a page on another site cannot reach a loopback server through a rebound DNS name
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=[host, *LOOPBACK_NAMES])
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):
@@ -180,12 +187,13 @@ def serve(root: str, host: str, port: int, db: str | None, sample_size: int | No
     if overlap < 1:
         raise VipoError(f"--overlap {overlap}: every pair needs at least 1 label")
     storage = open_root(root)
+    check_gold_floor(gold_floor)
     if sample_size is not None or not storage.exists(SAMPLE_TABLE):
-        export_sample(root, sample_size or DEFAULT_SAMPLE, seed, gold_share)
+        export_sample(root, DEFAULT_SAMPLE if sample_size is None else sample_size, seed, gold_share)
     sample = read_sample(storage)
     labelling = Labelling(storage, sample, LabelStore(db or default_db(storage, root), sample.digest), overlap, gold_floor)
     check_port_free(host, port)
     query = f"?token={quote(token)}" if token else ""
     console.print(f"labelling {len(sample.rows)} pairs ({len(sample.gold_winners)} gold) at http://{host}:{port}/{query}  "
                   f"agreement: http://{host}:{port}/agreement{query}  labels: {labelling.store.path}", markup=False, highlight=False)
-    uvicorn.run(make_app(labelling, token), host=host, port=port, log_level="warning")
+    uvicorn.run(make_app(labelling, token, host), host=host, port=port, log_level="warning")

@@ -103,5 +103,25 @@ class LabelStore:
     def answers(self) -> list[dict]:
         """Every answer, oldest first, as {key, rater, choice, left_side, seconds, answered_at}."""
         with self._connect() as db:
-            rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM answers ORDER BY seq").fetchall()
-        return [dict(zip(COLUMNS, row)) for row in rows]
+            return _answers(db)
+
+
+def _answers(db: sqlite3.Connection) -> list[dict]:
+    rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM answers ORDER BY seq").fetchall()
+    return [dict(zip(COLUMNS, row)) for row in rows]
+
+
+def read_answers(path: str, sample_digest: str) -> list[dict]:
+    """The answers of an existing label database, opened read-only, checked to be of this sample."""
+    try:
+        db = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            recorded = db.execute("SELECT value FROM meta WHERE name = 'sample'").fetchone()
+            answers = _answers(db)
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        raise VipoError(f"{path}: not a label database written by `vipo-build label` ({err})") from None
+    if recorded is None or recorded[0] != sample_digest:
+        raise VipoError(f"{path}: these labels were made for another calibration sample")
+    return answers

@@ -87,7 +87,7 @@ def _vipo(path: str, default: str) -> list[LabelledPair]:
     that fail the gold checks left out and the gold pairs themselves skipped."""
     folder = Storage(posixpath.dirname(path))
     sample = read_sample(folder, "sample.parquet")
-    labels = read_labels(path, sample.rows)
+    labels = read_labels(path, sample)
     left_out = {r for r, check in gold_checks(labels, sample.gold_winners, DEFAULT_GOLD_FLOOR).items() if check.left_out}
     by_key: dict[str, list[str]] = {}
     for row in labels:

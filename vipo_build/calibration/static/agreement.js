@@ -23,9 +23,10 @@ function render(report) {
     percent(g.inter_rater.pairwise_agreement), number(g.inter_rater.fleiss_kappa)])));
   const raters = Object.keys(report.gold).sort();
   document.querySelector("#raters tbody").replaceChildren(...raters.map((r) => {
-    const accuracy = report.overall.raters[r] || {scored: 0, accuracy: null};
-    const gold = report.gold[r];
-    return row([r, accuracy.scored, percent(accuracy.accuracy), gold.answered, percent(gold.accuracy), report.left_out[r] || "no"]);
+    const own = (table) => (Object.hasOwn(table, r) ? table[r] : undefined);  // rater ids are data, not property names
+    const accuracy = own(report.overall.raters) || {scored: 0, accuracy: null};
+    const gold = own(report.gold);
+    return row([r, accuracy.scored, percent(accuracy.accuracy), gold.answered, percent(gold.accuracy), own(report.left_out) || "no"]);
   }));
 }
 

@@ -15,7 +15,7 @@ function readCookie(name) {
 async function call(path, body) {
   const init = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
   const response = await fetch(path, init);
-  if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
+  if (!response.ok) throw Object.assign(new Error(`${response.status}: ${await response.text()}`), {status: response.status});
   return response.json();
 }
 
@@ -38,6 +38,7 @@ function show(state) {
   const {answered, open} = state.progress;
   $("progress").textContent = `${rater}: ${answered} answered, ${open} open`;
   current = state.screen;
+  shownAt = 0;  // timed from when both new candidates are ready
   $("screen").hidden = !current;
   $("done").hidden = Boolean(current);
   if (!current) return;
@@ -72,15 +73,16 @@ async function act(path, body) {
   } catch (err) {
     $("error").textContent = String(err);
     $("error").hidden = false;
+    // answered already (in another tab, say): move on to what is really next
+    if (err.status === 409) show(await call(`api/next?rater=${encodeURIComponent(rater)}`));
   } finally {
     busy = false;
   }
 }
 
 function answer(pick) {
-  if (!current) return;
-  const seconds = shownAt ? (performance.now() - shownAt) / 1000 : 0;
-  act("api/answer", {rater, key: current.key, pick, seconds});
+  if (!current || !shownAt) return;  // not before both candidates are shown
+  act("api/answer", {rater, key: current.key, pick, seconds: (performance.now() - shownAt) / 1000});
 }
 
 function start() {
