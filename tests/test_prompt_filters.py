@@ -300,43 +300,6 @@ def test_remembered_prompts_restore_the_dedup_state():
 # Embedding dedup -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight one-layer BERT with a hand-written WordPiece vocabulary, as a sentence-transformers model."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    root = tmp_path_factory.mktemp("tiny-encoder")
-    words = (
-        "a an the of on in at by with and red blue green old young small apple table wooden morning evening "
-        "light car tree night dog river painting watercolor mountain city street running under cat mat sitting"
-    ).split()
-    characters = string.ascii_lowercase + string.digits
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *string.punctuation, *characters, *("##" + c for c in characters), *words]
-    backend = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    backend.decoder = decoders.WordPiece()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
-    )
-    torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=128, max_position_embeddings=128))
-    with torch.no_grad():
-        # Every token has type 0: its random embedding would be a shared offset that makes all texts alike.
-        bert.embeddings.token_type_embeddings.weight.zero_()
-    bert.save_pretrained(root / "bert")
-    tokenizer.save_pretrained(root / "bert")
-    transformer = Transformer(str(root / "bert"), max_seq_length=64)
-    SentenceTransformer(modules=[transformer, Pooling(64, "mean")], device="cpu").save(str(root / "encoder"))
-    return root / "encoder"
-
-
 def test_embedding_dedup_drops_paraphrases_and_keeps_distinct_prompts(tiny_encoder: Path):
     original = "a red apple on a wooden table in the morning light"
     paraphrase = "a red apple on the wooden table in morning light"  # neither an exact nor a near duplicate

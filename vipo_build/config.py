@@ -217,10 +217,18 @@ class RayConfig(Strict):
 
 
 class AuditConfig(Strict):
-    """Floors on the judge's quality over every judged pair: `vipo-build audit` exits 1 naming each category below one."""
+    """Floors on the judge's quality over every judged pair and on the prompts' diversity: `vipo-build audit`
+    exits 1 naming each category beyond one."""
 
     min_order_consistency: float | None = Field(None, ge=0, le=1, description="Least share of decided pairs whose winner does not depend on presentation order.")
     min_kappa: float | None = Field(None, ge=-1, le=1, description="Least Fleiss' kappa over the judge's votes.")
+    diversity_sample: int = Field(2000, ge=2, le=100_000, description="Prompts per category the diversity figures are computed on "
+                                                                       "(they depend on it: compare runs at the same size).")
+    encoder: str | None = Field(None, description="Local sentence-transformers model directory (absolute) for the embedding "
+                                                  "diversity figures; default: prompts.filters.embedding.model.")
+    min_distinct_2: float | None = Field(None, ge=0, le=1, description="Least share of distinct word bigrams in a category's sampled prompts.")
+    max_near_duplicate_rate: float | None = Field(None, ge=0, le=1, description="Most share of near-duplicates among a category's sampled prompts.")
+    max_mean_similarity: float | None = Field(None, ge=-1, le=1, description="Most mean cosine similarity of a category's sampled prompts' embeddings.")
 
 
 class PipelineConfig(Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vipo_build.audit.diversity import CategoryDiversity
 from vipo_build.audit.model import Offender, RunAudit
 
 
@@ -66,5 +67,32 @@ def judge_offenders(run: RunAudit) -> list[Offender]:
     ]
 
 
+# (label, figure of a category's prompt diversity, limit in the config's audit section, whether the limit is a floor)
+DIVERSITY_LIMITS = (("distinct bigrams", "distinct_2", "min_distinct_2", True),
+                    ("near-duplicate rate", "near_duplicate_rate", "max_near_duplicate_rate", False),
+                    ("mean embedding similarity", "mean_similarity", "max_mean_similarity", False))
+
+
+def diversity_problems(run: RunAudit, figures: CategoryDiversity) -> list[str]:
+    """What of a category's diversity figures is beyond the config's limits."""
+    found = []
+    for name, figure, config_key, floor in DIVERSITY_LIMITS:
+        value = figures.distinct_n.get("2") if figure == "distinct_2" else getattr(figures, figure)
+        limit = getattr(run.judge_floors, config_key)
+        if limit is not None and value is not None and (value < limit if floor else value > limit):
+            found.append(f"{name} {value:.3f} {'below' if floor else 'above'} audit.{config_key} {limit:g}")
+    return found
+
+
+def diversity_offenders(run: RunAudit) -> list[Offender]:
+    return [
+        Offender(root=run.root, kind="diversity", category=c.category, shard=None, deviation_pp=None,
+                 message=f"category {c.category}: prompt {problem} (over {c.sample} sampled prompts)")
+        for c in run.diversity.categories
+        for problem in diversity_problems(run, c)
+    ]
+
+
 def offenders(run: RunAudit, tolerance_pct: float) -> list[Offender]:
-    return category_offenders(run, tolerance_pct) + shard_offenders(run, tolerance_pct) + judge_offenders(run)
+    return (category_offenders(run, tolerance_pct) + shard_offenders(run, tolerance_pct) + judge_offenders(run)
+            + diversity_offenders(run))

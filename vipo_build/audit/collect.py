@@ -9,11 +9,13 @@ has committed.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vipo_build.audit.diversity import CategoryPrompts, collect_prompts
 from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
 from vipo_build.root import RUN_JSON, open_root, read_run_json
@@ -24,6 +26,7 @@ from vipo_build.status import root_status
 
 PLAN_PARQUET = "plan.parquet"
 MANIFEST_BATCH = 64  # manifests held in memory as bytes at once
+DIVERSITY_COLUMNS = ["key", "category", "seed_subject", "prompt"]
 MANIFEST_COLUMNS = [
     "shard", "category", "chosen_generator", "rejected_generator", "width", "height", "frames",
     "vote_share", "order_consistent", "dimensions",
@@ -39,6 +42,7 @@ class RootContents:
     manifests: pa.Table  # MANIFEST_COLUMNS of every committed shard's manifest
     status: dict  # root_status(judge=True): stage progress, per-category kept/dropped and the judge's figures from the caches
     calibration: CalibrationReport | None  # reports/calibration.json, where `calibrate --labels` has written it
+    prompts: dict[str, CategoryPrompts]  # per category: pairs, subjects and the diversity sample of prompts
 
 
 def read_root(root: str) -> RootContents:
@@ -58,6 +62,7 @@ def read_root(root: str) -> RootContents:
         status=root_status(storage, judge=True),
         calibration=(CalibrationReport.model_validate_json(storage.read_bytes(CALIBRATION_JSON))
                      if storage.exists(CALIBRATION_JSON) else None),
+        prompts=collect_prompts(stream_manifests(storage, records, DIVERSITY_COLUMNS), config.audit.diversity_sample),
     )
 
 
@@ -70,17 +75,21 @@ def read_plan(storage: Storage) -> pa.Table:
 
 def read_manifests(storage: Storage, records: dict[str, dict], columns: list[str] = MANIFEST_COLUMNS) -> pa.Table:
     """`columns` of the given shards' manifests, fetched in batches (each batch concurrently on object stores)."""
+    return pa.concat_tables([MANIFEST_SCHEMA.empty_table().select(columns), *stream_manifests(storage, records, columns)])
+
+
+def stream_manifests(storage: Storage, records: dict[str, dict], columns: list[str]) -> Iterator[pa.Table]:
+    """`columns` of each given shard's manifest in shard order, MANIFEST_BATCH shards in memory at a time."""
     paths = {shard: f"{SHARDS_DIR}/{record['files']['parquet']['name']}" for shard, record in sorted(records.items())}
     shards = list(paths)
-    tables = [MANIFEST_SCHEMA.empty_table().select(columns)]
     for start in range(0, len(shards), MANIFEST_BATCH):
         batch = shards[start : start + MANIFEST_BATCH]
         contents = storage.read_many([paths[shard] for shard in batch])
         for shard in batch:
             try:
-                tables.append(pq.read_table(io.BytesIO(contents[paths[shard]]), columns=columns))
+                table = pq.read_table(io.BytesIO(contents[paths[shard]]), columns=columns)
             except pa.ArrowException as err:
                 raise VipoError(
                     f"{storage.url}/{paths[shard]}: unreadable manifest ({type(err).__name__}); run `vipo-build verify` on the root"
                 ) from None
-    return pa.concat_tables(tables)
+            yield table

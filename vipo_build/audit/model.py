@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vipo_build.audit.diversity import Diversity
 from vipo_build.calibration.report import CalibrationReport
 from vipo_build.config import AuditConfig
 from vipo_build.judge.agreement import DatasetAgreement
@@ -164,9 +165,10 @@ class RunAudit(_Record):
     funnel: Funnel
     media: Media
     scores: Scores
+    diversity: Diversity = Field(description="How varied each category's prompts are, over the committed pairs.")
 
 
-OffenceKind = Literal["category", "shard_mix", "record_mismatch", "unplanned_shard", "judge_quality"]
+OffenceKind = Literal["category", "shard_mix", "record_mismatch", "unplanned_shard", "judge_quality", "diversity"]
 
 
 class Offender(_Record):
@@ -174,7 +176,8 @@ class Offender(_Record):
     kind: OffenceKind = Field(
         description="category: a category's share of the committed pairs; shard_mix: a category's share of one shard; "
         "record_mismatch: commit record and manifest disagree; unplanned_shard: a committed shard the plan does not name; "
-        "judge_quality: the judge falls below a floor of the config's audit section on a category."
+        "judge_quality: the judge falls below a floor of the config's audit section on a category; "
+        "diversity: a category's prompts fall beyond a diversity floor of the audit section."
     )
     category: str | None
     shard: str | None

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vipo_build.audit.collect import RootContents
+from vipo_build.audit.diversity import diversity_report
 from vipo_build.judge.agreement import DatasetAgreement
 from vipo_build.audit.model import (
     SCORE_BIN_EDGES, Agreement, CategoryBalance, CategoryFunnel, ClipLength, ComparedCategory, DimensionScores,
@@ -204,6 +205,7 @@ def run_audit(contents: RootContents) -> RunAudit:
         funnel=funnel(contents.status),
         media=media(contents.manifests),
         scores=scores(contents.manifests),
+        diversity=diversity_report(contents.prompts, [c.category for c in balance], contents.config),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vipo_build.audit.check import JUDGE_FLOORS, below_floors, beyond
+from vipo_build.audit.check import DIVERSITY_LIMITS, JUDGE_FLOORS, below_floors, beyond, diversity_problems
 from vipo_build.audit.model import AuditReport, RunAudit
 
 
@@ -107,6 +107,23 @@ def calibration_table(run: RunAudit) -> TextTable | None:
     )
 
 
+def diversity_table(run: RunAudit) -> TextTable:
+    d = run.diversity
+    limits = [f"{name} {getattr(run.judge_floors, key):g}" for name, _, key, _ in DIVERSITY_LIMITS
+              if getattr(run.judge_floors, key) is not None]
+    encoder = d.encoder or (f"none: {d.encoder_missing} is not on this machine" if d.encoder_missing else "none configured")
+    return TextTable(
+        title=f"{run.name}: prompt diversity over the committed pairs (figures on up to {d.sample_size} prompts per category; "
+              f"encoder: {encoder}; limits: {', '.join(limits) or 'none'})",
+        header=["category", "pairs", "subjects", "sampled", "distinct prompts", "distinct-1", "distinct-2", "distinct-3",
+                "near-dup rate", "mean similarity", "Vendi"],
+        rows=[[c.category, str(c.pairs), str(c.distinct_subjects), str(c.sample), optional(c.distinct_prompts, ".1%"),
+               *(optional(c.distinct_n.get(str(n)), ".3f") for n in (1, 2, 3)), optional(c.near_duplicate_rate, ".1%"),
+               optional(c.mean_similarity, ".3f"), optional(c.vendi, ".1f")] for c in d.categories],
+        flagged=[bool(diversity_problems(run, c)) for c in d.categories],
+    )
+
+
 def agreement_table(run: RunAudit) -> TextTable:
     return TextTable(
         title=f"{run.name}: judge agreement on the kept pairs in committed shards",
@@ -129,5 +146,5 @@ def funnel_table(run: RunAudit) -> TextTable:
 
 def run_tables(run: RunAudit, report: AuditReport) -> list[TextTable]:
     tables = [category_table(run, report.tolerance_pct), shard_table(run, report), generator_table(run),
-              judge_table(run), judges_table(run), calibration_table(run), agreement_table(run), funnel_table(run)]
+              judge_table(run), judges_table(run), calibration_table(run), diversity_table(run), agreement_table(run), funnel_table(run)]
     return [t for t in tables if t is not None]

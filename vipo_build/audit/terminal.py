@@ -7,7 +7,15 @@ from rich.table import Table
 
 from vipo_build.audit.model import AuditReport
 from vipo_build.audit.report import verdict
-from vipo_build.audit.tables import TextTable, calibration_table, category_table, comparison_table, judge_table, judges_table
+from vipo_build.audit.tables import (
+    TextTable,
+    calibration_table,
+    category_table,
+    comparison_table,
+    diversity_table,
+    judge_table,
+    judges_table,
+)
 
 
 def print_table(table: TextTable, console: Console) -> None:
@@ -25,6 +33,7 @@ def print_table(table: TextTable, console: Console) -> None:
 def show(report: AuditReport, console: Console) -> None:
     print_table(category_table(report.run, report.tolerance_pct), console)
     print_table(judge_table(report.run), console)
+    print_table(diversity_table(report.run), console)
     for table in (judges_table(report.run), calibration_table(report.run)):  # a panel of judges; human labels
         if table is not None:
             print_table(table, console)
