@@ -37,7 +37,7 @@ def bare_chat(stage: expand.ExpandStage, work: list[expand.ExpansionWork]) -> in
     for unit in work:
         schema = expand.expansion_schema(stage.config.max_chars, unit.category.expansion.perturbation is not None)
         for r in unit.requests:
-            conversations.append(expand.conversation(unit.category, r.seed_subject))
+            conversations.append(expand.conversation(unit.category, r.seed_subject, r.facets))
             params.append(SamplingParams(temperature=stage.config.temperature, max_tokens=stage.config.max_tokens, seed=r.seed,
                                          structured_outputs=StructuredOutputsParams(json=schema)))
     return len(stage.engine.llm.chat(conversations, params, use_tqdm=False))

@@ -11,9 +11,12 @@ Each pass runs in its own process, so its peak RSS is its own (reading the promp
               near-duplicate dedup), every category's alive at once, then quota selection; it also
               reports the share of injected duplicates dropped
   datasketch  for comparison, datasketch's own MinHash.bulk + MinHashLSH on a sample, scaled up
+  draws       the first round's expansion requests of pipelines/image_1m.yaml (1.6M over its five
+              image categories): seed subject and facet values drawn for each, and how many of
+              them are distinct per category
 
     .venv/bin/python benchmarks/bench_prompts.py [--prompts 1000000] [--categories 8] [--batch 4096]
-        [--passes pandas,exact,filters,datasketch]
+        [--passes pandas,exact,filters,datasketch,draws]
 """
 
 from __future__ import annotations
@@ -257,6 +260,22 @@ def datasketch_pass(prompts: Prompts, sample: int) -> dict:
     return {"kept": kept, "sample": sample}
 
 
+def draws_pass() -> dict:
+    import math
+
+    from vipo_build.config import load_config
+    from vipo_build.prompts.expand import first_round_draws
+
+    config, _ = load_config(REPO / "pipelines" / "image_1m.yaml")
+    unit = config.generate.unit_size
+    result = {}
+    for name, quota in config.quotas().items():
+        units = math.ceil(quota * config.prompts.overgen / unit)
+        result[name] = {"requests": units * unit, "distinct": first_round_draws(config.category(name), config.seed, units, unit)}
+    result["requests"] = sum(r["requests"] for r in result.values())
+    return result
+
+
 def run_pass(name: str, data: Path, batch: int, sample: int) -> None:
     prompts = Prompts.load(data)
     loaded = resource.getrusage(resource.RUSAGE_SELF)
@@ -269,6 +288,8 @@ def run_pass(name: str, data: Path, batch: int, sample: int) -> None:
         result = exact_pass(prompts, batch)
     elif name == "filters":
         result, keep = filters_pass(prompts, batch)
+    elif name == "draws":
+        result = draws_pass()
     else:
         result = datasketch_pass(prompts, sample)
     result["seconds"] = round(time.perf_counter() - start, 2)
@@ -286,7 +307,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=1_000_000)
     parser.add_argument("--categories", type=int, default=8, help="Dedup scopes the prompts are split into.")
     parser.add_argument("--batch", type=int, default=4096, help="Prompts per PromptFilters.filter call (16 = one unit).")
-    parser.add_argument("--passes", default="pandas,exact,filters,datasketch")
+    parser.add_argument("--passes", default="pandas,exact,filters,datasketch,draws")
     parser.add_argument("--sample", type=int, default=20_000, help="Prompts of the datasketch pass (scaled to --prompts).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-pass", help=argparse.SUPPRESS)

@@ -129,15 +129,25 @@ def cost_plan_of(config_path: Path, gpus: int | None, gpu_memory_gb: float | Non
 def show_plan(config, plan, root: str) -> None:
     sets = ", ".join(f"{s.name} {s.num_shards:,}" for s in plan.sets)
     table = Table(title=f"{config.name}: {plan.total_pairs:,} pairs in {plan.num_shards:,} shards ({sets}) -> {root}")
-    for column in ("category", "modality", "pairs", "share", "per shard", "first-round prompts"):
+    from vipo_build.prompts.expand import first_round_draws
+
+    for column in ("category", "modality", "pairs", "share", "per shard", "first-round prompts", "distinct subject x facets"):
         table.add_column(column, justify="left" if column in ("category", "modality") else "right")
     unit = config.generate.unit_size
+    repeated = []
     for name, pairs in plan.quotas.items():
         per_shard = plan.per_shard(name)
-        prompts = math.ceil(pairs * config.prompts.overgen / unit) * unit  # as the first round sizes it
+        units = math.ceil(pairs * config.prompts.overgen / unit)  # as the first round sizes it
+        distinct = first_round_draws(config.category(name), config.seed, units, unit)
+        if distinct < units * unit:
+            repeated.append(f"{name} {units * unit - distinct:,}")
         table.add_row(name, config.category(name).modality, f"{pairs:,}", f"{pairs / plan.total_pairs:.1%}",
-                      f"{per_shard.min()}-{per_shard.max()}", f"{prompts:,}")
+                      f"{per_shard.min()}-{per_shard.max()}", f"{units * unit:,}", f"{distinct:,}")
     console.print(table)
+    if repeated:
+        console.print(f"warning: the first round draws some seed subject and facet values more than once "
+                      f"(repeated requests: {', '.join(repeated)}); add seeds or facet values to those categories",
+                      markup=False, soft_wrap=True)
     generators = ", ".join(f"{g.name} ({g.modality}, {g.model})" for g in config.generate.generators)
     console.print(f"generators: {generators}", soft_wrap=True)
     judges = ", ".join(f"{e.name} ({e.engine.model})" for e in config.judge.engines)

@@ -17,6 +17,11 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FacetValue(Record):
+    facet: str
+    value: str
+
+
 class Prompt(Record):
     """One expanded prompt; `unit` and `index` place it in its category's fixed work units."""
 
@@ -27,6 +32,8 @@ class Prompt(Record):
     index: int
     round: int = Field(description="Expansion round that produced it.")
     seed_subject: str
+    facets: list[FacetValue] = Field(default_factory=list, description="The facet values drawn for the request, "
+                                     "as records (readers infer one schema whatever the category's facets).")
     text: str
     constraints: list[str] = Field(default_factory=list, description="Checkable constraints the LLM says the prompt carries.")
     perturbed_text: str | None = Field(None, description="The prompt after the category's controlled edit; None without one.")

@@ -14,7 +14,7 @@ from vipo_build.prompts.categories import Category
 from vipo_build.prompts.dedup import normalise
 from vipo_build.prompts.expand import ExpansionRequest
 from vipo_build.prompts.filters import PromptFilters
-from vipo_build.records import Prompt
+from vipo_build.records import FacetValue, Prompt
 from vipo_build.runtime.stage import Stage
 
 
@@ -101,6 +101,7 @@ def accept(
                 index=request.index,
                 round=round_,
                 seed_subject=request.seed_subject,
+                facets=[FacetValue(facet=name, value=value) for name, value in request.facets],
                 text=text,
                 constraints=constraints,
                 perturbed_text=perturbed_text,

@@ -54,6 +54,17 @@ class Expansion(_Strict):
     )
 
 
+class Facet(_Strict):
+    values: dict[str, float] = Field(min_length=2, description="Each value and its relative weight (> 0).")
+
+    @model_validator(mode="after")
+    def _positive_weights(self) -> Facet:
+        bad = [v for v, w in self.values.items() if not w > 0]
+        if bad:
+            raise ValueError(f"facet values {bad} need a weight above 0")
+        return self
+
+
 class Category(_Strict):
     name: str
     modality: Modality
@@ -62,6 +73,11 @@ class Category(_Strict):
     expansion: Expansion
     rubric: Rubric
     seeds: list[str] = Field(min_length=50, description="Seed subjects the expansion starts from.")
+    facets: dict[str, Facet] = Field(
+        default_factory=dict,
+        description="Named facets (setting, lighting, camera...); each request draws one value of each by weight, and "
+        "the expansion works them into the prompt.",
+    )
 
 
 @cache

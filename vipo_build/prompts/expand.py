@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from vipo_build.config import PromptStageConfig
 from vipo_build.prompts.categories import Category
+from vipo_build.prompts.facets import FacetValues, describe, draw_facets
 from vipo_build.runtime.stage import Stage
 from vipo_build.runtime.vllm_engine import chat_json, start_engine
 from vipo_build.seeding import derive_seed
@@ -32,25 +33,35 @@ class ExpansionRequest:
     index: int
     seed_subject: str
     seed: int
+    facets: FacetValues = ()
 
 
 def unit_requests(category: Category, run_seed: int, unit: int, size: int) -> list[ExpansionRequest]:
-    """The fixed requests of one work unit: seed subjects and sampling seeds depend only on (seed, category, unit)."""
+    """The fixed requests of one work unit: seed subjects, facets and sampling seeds depend only on (seed, category, unit)."""
     rng = random.Random(derive_seed(run_seed, "subjects", category.name, unit))
     return [
-        ExpansionRequest(category.name, unit, i, rng.choice(category.seeds), derive_seed(run_seed, "expand", category.name, unit, i))
+        ExpansionRequest(category.name, unit, i, rng.choice(category.seeds), derive_seed(run_seed, "expand", category.name, unit, i),
+                         draw_facets(category, run_seed, unit, i))
         for i in range(size)
     ]
 
 
-def conversation(category: Category, subject: str) -> list[dict]:
+def first_round_draws(category: Category, run_seed: int, units: int, size: int) -> int:
+    """Distinct (seed subject, facet values) among the requests of a round's first `units` units."""
+    return len({(r.seed_subject, r.facets) for unit in range(units) for r in unit_requests(category, run_seed, unit, size)})
+
+
+def conversation(category: Category, subject: str, facets: FacetValues = ()) -> list[dict]:
     medium = "text-to-image" if category.modality == "image" else "text-to-video"
     ask = "the prompt and the list of checkable constraints it contains"
     system = f"You write {medium} prompts. {category.expansion.instructions}"
+    if facets:
+        system += " Work every given facet into the prompt where it fits the seed; where they clash, the seed wins."
     if category.expansion.perturbation:
         system += f" Then write a perturbed copy of the prompt: {category.expansion.perturbation}"
         ask += ", the perturbed prompt and what the perturbation changed"
-    return [{"role": "system", "content": system}, {"role": "user", "content": f"Seed subject: {subject}\nAnswer in JSON: {ask}."}]
+    given = f"Seed subject: {subject}\n" + (f"Facets: {describe(facets)}\n" if facets else "")
+    return [{"role": "system", "content": system}, {"role": "user", "content": f"{given}Answer in JSON: {ask}."}]
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,7 @@ class ExpandStage(Stage):
         for work in batch:
             schema = expansion_schema(self.config.max_chars, work.category.expansion.perturbation is not None)
             for r in work.requests:
-                conversations.append(conversation(work.category, r.seed_subject))
+                conversations.append(conversation(work.category, r.seed_subject, r.facets))
                 seeds.append(r.seed)
                 schemas.append(schema)
         answers = chat_json(self.engine, conversations, seeds, schemas, self.config.temperature, self.config.max_tokens)

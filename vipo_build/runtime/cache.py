@@ -63,7 +63,8 @@ def write_prompts(
 
 
 def _arrow_type(field: str) -> pa.DataType:
-    return {"unit": pa.int32(), "index": pa.int32(), "round": pa.int32(), "constraints": pa.list_(pa.string())}.get(field, pa.string())
+    return {"unit": pa.int32(), "index": pa.int32(), "round": pa.int32(), "constraints": pa.list_(pa.string()),
+            "facets": pa.list_(pa.struct([("facet", pa.string()), ("value", pa.string())]))}.get(field, pa.string())
 
 
 def read_prompts(storage: Storage, category: str, first_unit: int) -> tuple[list[Prompt], list[int], dict[int, dict[str, int]]]:
