@@ -261,8 +261,6 @@ def datasketch_pass(prompts: Prompts, sample: int) -> dict:
 
 
 def draws_pass() -> dict:
-    import math
-
     from vipo_build.config import load_config
     from vipo_build.prompts.expand import first_round_draws
 
@@ -270,7 +268,7 @@ def draws_pass() -> dict:
     unit = config.generate.unit_size
     result = {}
     for name, quota in config.quotas().items():
-        units = math.ceil(quota * config.prompts.overgen / unit)
+        units = config.first_round_units(quota)
         result[name] = {"requests": units * unit, "distinct": first_round_draws(config.category(name), config.seed, units, unit)}
     result["requests"] = sum(r["requests"] for r in result.values())
     return result

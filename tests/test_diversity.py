@@ -35,11 +35,12 @@ def varied_prompts() -> list[str]:
 
 
 def duplicate_heavy_prompts() -> list[str]:
-    """60 prompts from 3 templates that differ by one word at most."""
+    """60 prompts from 3 templates, every other one with its last word replaced (Jaccard of word 3-grams about 0.8)."""
     base = ["A red lighthouse at dawn, oil painting, with foxes in the background.",
             "A small teapot on a wooden table by candlelight, studio photograph of it.",
             "A quiet harbor in thick fog, watercolor, with boats along the old pier."]
-    return [text if i % 2 else text.replace(" A ", " The ", 1) for text in base for i in range(20)]
+    swaps = [("background.", "distance."), ("of it.", "of them."), ("old pier.", "old quay.")]  # the last word: one shingle
+    return [text if i % 2 else text.replace(*swap) for text, swap in zip(base, swaps) for i in range(20)]
 
 
 def jaccard(a: set, b: set) -> float:

@@ -4,13 +4,16 @@ and the dry run's count of distinct first-round draws."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
-from tests.conftest import REPO, tiny_config, write_config, vipo
+from tests.conftest import REPO, tiny_config, write_config
 from vipo_build.prompts.categories import Category, known_categories, load_category
 from vipo_build.prompts.expand import conversation, first_round_draws, unit_requests
 from vipo_build.prompts.facets import draw_facets
@@ -56,20 +59,24 @@ def test_the_request_carries_its_facets_to_the_llm():
 
 def test_a_facet_weight_must_be_positive():
     data = yaml.safe_load((REPO / "prompts" / "aesthetics.yaml").read_text())
-    data["facets"]["palette"]["values"]["warm"] = 0
-    with pytest.raises(ValidationError, match=r"facet values \['warm'\] need a weight above 0"):
-        Category.model_validate(data)
+    for weight in (0, float("inf")):
+        data["facets"]["palette"]["values"]["warm"] = weight
+        with pytest.raises(ValidationError, match=r"facet values \['warm'\] need a finite weight above 0"):
+            Category.model_validate(data)
 
 
 def test_the_dry_run_counts_distinct_first_round_draws(tmp_path, tiny_models):
     config = tiny_config(output=str(tmp_path / "out"))
     config["categories"] = {"aesthetics": {"pairs": 20}, "text_image_alignment": {"pairs": 20000}}
-    result = vipo("run", str(write_config(tmp_path / "c.yaml", config)), "--dry-run")
+    result = subprocess.run([sys.executable, "-m", "vipo_build.cli", "run", str(write_config(tmp_path / "c.yaml", config)), "--dry-run"],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})  # a wide table
     assert result.returncode == 0, result.stderr
     unit = config["generate"]["unit_size"]
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
+            for line in result.stdout.splitlines() if line.count("│") > 7}
     for name, pairs in config["categories"].items():
         units = math.ceil(pairs["pairs"] * config["prompts"].get("overgen", 1.5) / unit)
         distinct = first_round_draws(load_category(name), config.get("seed", 0), units, unit)
-        assert f"{distinct:,}" in result.stdout
+        assert rows[name][-2:] == [f"{units * unit:,}", f"{distinct:,}"], rows
     repeated = units * unit - first_round_draws(load_category("text_image_alignment"), config.get("seed", 0), units, unit)
     assert repeated > 0 and f"(repeated requests: text_image_alignment {repeated:,})" in result.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -131,13 +130,13 @@ def show_plan(config, plan, root: str) -> None:
     table = Table(title=f"{config.name}: {plan.total_pairs:,} pairs in {plan.num_shards:,} shards ({sets}) -> {root}")
     from vipo_build.prompts.expand import first_round_draws
 
-    for column in ("category", "modality", "pairs", "share", "per shard", "first-round prompts", "distinct subject x facets"):
-        table.add_column(column, justify="left" if column in ("category", "modality") else "right")
+    for column in ("category", "modality", "pairs", "share", "per shard", "first-round prompts", "distinct draws"):
+        table.add_column(column, justify="left" if column in ("category", "modality") else "right", no_wrap=column == "category")
     unit = config.generate.unit_size
     repeated = []
     for name, pairs in plan.quotas.items():
         per_shard = plan.per_shard(name)
-        units = math.ceil(pairs * config.prompts.overgen / unit)  # as the first round sizes it
+        units = config.first_round_units(pairs)
         distinct = first_round_draws(config.category(name), config.seed, units, unit)
         if distinct < units * unit:
             repeated.append(f"{name} {units * unit - distinct:,}")

@@ -288,6 +288,10 @@ class PipelineConfig(Strict):
         mix = self.categories[category].pair_strategies or self.generate.pair_strategies
         return {k: v for k, v in mix.items() if v > 0}
 
+    def first_round_units(self, quota: int) -> int:
+        """Work units the first expansion round of a category with this quota asks for."""
+        return math.ceil(quota * self.prompts.overgen / self.generate.unit_size)
+
     def quotas(self) -> dict[str, int]:
         """Kept pairs per category; shares of total_pairs split by largest remainder so they sum exactly."""
         fixed = {n: c.pairs for n, c in self.categories.items() if c.pairs is not None}

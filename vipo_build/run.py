@@ -296,7 +296,7 @@ class Run:
         try:
             with self.progress:
                 for state in self.states.values():
-                    self.add_round(state, math.ceil(state.quota * self.config.prompts.overgen / self.unit_size))
+                    self.add_round(state, self.config.first_round_units(state.quota))
                 while True:
                     self.feed()
                     if not self.scheduler.step():

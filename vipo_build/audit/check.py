@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from vipo_build.audit.diversity import CategoryDiversity
 from vipo_build.audit.model import Offender, RunAudit
 
@@ -67,17 +69,19 @@ def judge_offenders(run: RunAudit) -> list[Offender]:
     ]
 
 
-# (label, figure of a category's prompt diversity, limit in the config's audit section, whether the limit is a floor)
-DIVERSITY_LIMITS = (("distinct bigrams", "distinct_2", "min_distinct_2", True),
-                    ("near-duplicate rate", "near_duplicate_rate", "max_near_duplicate_rate", False),
-                    ("mean embedding similarity", "mean_similarity", "max_mean_similarity", False))
+# (label, a category's diversity figure, limit in the config's audit section, whether the limit is a floor)
+DIVERSITY_LIMITS: tuple[tuple[str, Callable[[CategoryDiversity], float | None], str, bool], ...] = (
+    ("distinct bigrams", lambda d: d.distinct_n.get("2"), "min_distinct_2", True),
+    ("near-duplicate rate", lambda d: d.near_duplicate_rate, "max_near_duplicate_rate", False),
+    ("mean embedding similarity", lambda d: d.mean_similarity, "max_mean_similarity", False),
+)
 
 
 def diversity_problems(run: RunAudit, figures: CategoryDiversity) -> list[str]:
     """What of a category's diversity figures is beyond the config's limits."""
     found = []
     for name, figure, config_key, floor in DIVERSITY_LIMITS:
-        value = figures.distinct_n.get("2") if figure == "distinct_2" else getattr(figures, figure)
+        value = figure(figures)
         limit = getattr(run.judge_floors, config_key)
         if limit is not None and value is not None and (value < limit if floor else value > limit):
             found.append(f"{name} {value:.3f} {'below' if floor else 'above'} audit.{config_key} {limit:g}")

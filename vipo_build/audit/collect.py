@@ -53,16 +53,17 @@ def read_root(root: str) -> RootContents:
     if not storage.exists(PLAN_PARQUET):
         raise VipoError(f"{root}: no {PLAN_PARQUET}: the root's shard plan is missing")
     records = committed_shards(storage)
+    manifests, prompts = read_manifests_and_prompts(storage, records, config.audit.diversity_sample)
     return RootContents(
         storage=storage,
         config=config,
         plan=read_plan(storage),
         records=records,
-        manifests=read_manifests(storage, records),
+        manifests=manifests,
         status=root_status(storage, judge=True),
         calibration=(CalibrationReport.model_validate_json(storage.read_bytes(CALIBRATION_JSON))
                      if storage.exists(CALIBRATION_JSON) else None),
-        prompts=collect_prompts(stream_manifests(storage, records, DIVERSITY_COLUMNS), config.audit.diversity_sample),
+        prompts=prompts,
     )
 
 
@@ -71,6 +72,19 @@ def read_plan(storage: Storage) -> pa.Table:
         return storage.read_table(PLAN_PARQUET).select(["shard", "category", "pairs"])
     except (pa.ArrowException, KeyError) as err:
         raise VipoError(f"{storage.url}/{PLAN_PARQUET}: unreadable ({type(err).__name__}: {err})") from None
+
+
+def read_manifests_and_prompts(storage: Storage, records: dict[str, dict], sample_size: int) -> tuple[pa.Table, dict[str, CategoryPrompts]]:
+    """MANIFEST_COLUMNS of every committed manifest, and the prompts the diversity figures need, in one read of each."""
+    kept = [MANIFEST_SCHEMA.empty_table().select(MANIFEST_COLUMNS)]
+
+    def tables() -> Iterator[pa.Table]:
+        for table in stream_manifests(storage, records, list(dict.fromkeys(MANIFEST_COLUMNS + DIVERSITY_COLUMNS))):
+            kept.append(table.select(MANIFEST_COLUMNS))
+            yield table
+
+    prompts = collect_prompts(tables(), sample_size)
+    return pa.concat_tables(kept), prompts
 
 
 def read_manifests(storage: Storage, records: dict[str, dict], columns: list[str] = MANIFEST_COLUMNS) -> pa.Table:

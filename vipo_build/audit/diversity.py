@@ -109,14 +109,17 @@ def near_duplicate_rate(texts: Sequence[str], config: NearDuplicateConfig) -> fl
 
 
 def embedding_figures(embeddings: np.ndarray) -> tuple[float | None, float | None]:
-    """(mean pairwise cosine similarity, Vendi score) of row embeddings."""
+    """(mean pairwise cosine similarity, Vendi score) of row embeddings.
+
+    Both come from d x d quantities, never the n x n similarity matrix: the sum of all
+    similarities is |sum of unit rows|^2, and U U^T / n has the non-zero eigenvalues of U^T U / n."""
     n = len(embeddings)
     if n < 2:
         return None, None
-    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-    similarity = unit @ unit.T
-    mean = (similarity.sum() - np.trace(similarity)) / (n * (n - 1))
-    eigenvalues = np.clip(np.linalg.eigvalsh(similarity / n), 0, None)
+    unit = np.asarray(embeddings, dtype=np.float64)
+    unit = unit / np.linalg.norm(unit, axis=1, keepdims=True)
+    mean = (np.square(unit.sum(axis=0)).sum() - n) / (n * (n - 1))
+    eigenvalues = np.clip(np.linalg.eigvalsh(unit.T @ unit / n), 0, None)
     eigenvalues = eigenvalues[eigenvalues > 1e-12]
     vendi = float(np.exp(-(eigenvalues * np.log(eigenvalues)).sum()))
     return float(mean), vendi

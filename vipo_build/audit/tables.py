@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vipo_build.audit.check import DIVERSITY_LIMITS, JUDGE_FLOORS, below_floors, beyond, diversity_problems
+from vipo_build.audit.diversity import NGRAM_ORDERS
 from vipo_build.audit.model import AuditReport, RunAudit
 
 
@@ -115,10 +116,10 @@ def diversity_table(run: RunAudit) -> TextTable:
     return TextTable(
         title=f"{run.name}: prompt diversity over the committed pairs (figures on up to {d.sample_size} prompts per category; "
               f"encoder: {encoder}; limits: {', '.join(limits) or 'none'})",
-        header=["category", "pairs", "subjects", "sampled", "distinct prompts", "distinct-1", "distinct-2", "distinct-3",
+        header=["category", "pairs", "subjects", "sampled", "distinct prompts", *(f"distinct-{n}" for n in NGRAM_ORDERS),
                 "near-dup rate", "mean similarity", "Vendi"],
         rows=[[c.category, str(c.pairs), str(c.distinct_subjects), str(c.sample), optional(c.distinct_prompts, ".1%"),
-               *(optional(c.distinct_n.get(str(n)), ".3f") for n in (1, 2, 3)), optional(c.near_duplicate_rate, ".1%"),
+               *(optional(c.distinct_n.get(str(n)), ".3f") for n in NGRAM_ORDERS), optional(c.near_duplicate_rate, ".1%"),
                optional(c.mean_similarity, ".3f"), optional(c.vendi, ".1f")] for c in d.categories],
         flagged=[bool(diversity_problems(run, c)) for c in d.categories],
     )

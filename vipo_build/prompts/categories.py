@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -59,9 +60,9 @@ class Facet(_Strict):
 
     @model_validator(mode="after")
     def _positive_weights(self) -> Facet:
-        bad = [v for v, w in self.values.items() if not w > 0]
+        bad = [v for v, w in self.values.items() if not (math.isfinite(w) and w > 0)]
         if bad:
-            raise ValueError(f"facet values {bad} need a weight above 0")
+            raise ValueError(f"facet values {bad} need a finite weight above 0")
         return self
 
 

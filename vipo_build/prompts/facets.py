@@ -22,9 +22,3 @@ def draw_facets(category: Category, run_seed: int, unit: int, index: int) -> Fac
 def describe(facets: FacetValues) -> str:
     return "; ".join(f"{name.replace('_', ' ')}: {value}" for name, value in facets)
 
-
-def possible_combinations(category: Category) -> int:
-    combinations = 1
-    for facet in category.facets.values():
-        combinations *= len(facet.values)
-    return combinations
