@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 
 from tests.calibration_roots import jpeg_media, make_root, mp4_media
 from tests.s3 import free_port, s3_server
-from vipo_build.calibration.assign import left_slot, next_pair
+from vipo_build.calibration.assign import left_slot, next_pair, open_pairs
 from vipo_build.calibration.gold import degraded_copy
 from vipo_build.calibration.report import calibrate
 from vipo_build.calibration.sample import export_sample, read_sample
@@ -385,7 +385,7 @@ def test_assignment_fills_every_pair_to_the_overlap_and_shows_gold_to_all(root):
     while True:
         progressed = False
         for rater in raters:  # raters take turns, so counts interleave as in a real session
-            key = next_pair(sample, answers, rater, overlap=3)
+            key = next_pair(sample, open_pairs(sample, answers, rater, overlap=3), rater)
             if key is not None:
                 answers.append({"key": key, "rater": rater, "choice": "A"})
                 progressed = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from vipo_build.calibration.sample import Sample
 from vipo_build.seeding import derive_seed
@@ -23,24 +24,32 @@ def left_slot(sample: Sample, key: str, rater: str) -> str:
     return "A" if random.Random(derive_seed(sample.seed, "label", "left", key, rater)).random() < 0.5 else "B"
 
 
-def open_pairs(sample: Sample, answers: Sequence[dict], rater: str, overlap: int) -> tuple[list[str], list[str], int]:
-    """(regular pairs still open to the rater, gold pairs the rater has not seen, answers the rater gave)."""
+@dataclass(frozen=True)
+class OpenPairs:
+    """One rater's standing, from one pass over the answers so far."""
+
+    regular: list[str]  # judged pairs still open to the rater
+    gold: list[str]  # gold pairs the rater has not seen
+    answered: int  # answers the rater gave
+    labels: Counter  # labels (not skips) per pair, all raters
+
+
+def open_pairs(sample: Sample, answers: Sequence[dict], rater: str, overlap: int) -> OpenPairs:
     seen = {a["key"] for a in answers if a["rater"] == rater}
     labels = Counter(a["key"] for a in answers if a["choice"] != "skip")
     regular = [k for k, row in sample.rows.items() if not row["gold"] and k not in seen and labels[k] < overlap]
     gold = [k for k, row in sample.rows.items() if row["gold"] and k not in seen]
-    return regular, gold, len(seen)
+    return OpenPairs(regular, gold, len(seen), labels)
 
 
-def next_pair(sample: Sample, answers: Sequence[dict], rater: str, overlap: int) -> str | None:
+def next_pair(sample: Sample, standing: OpenPairs, rater: str) -> str | None:
     """The key of the rater's next pair; None when the rater has nothing left to label."""
-    regular, gold, answered = open_pairs(sample, answers, rater, overlap)
     gold_total = len(sample.gold_winners)
-    gold_seen = gold_total - len(gold)
+    gold_seen = gold_total - len(standing.gold)
     # A gold pair whenever one more keeps the rater's gold share at most the sample's.
-    wants_gold = gold and (not regular or (gold_seen + 1) * len(sample.rows) <= (answered + 1) * gold_total)
-    pool = gold if wants_gold else regular
+    wants_gold = standing.gold and (not standing.regular
+                                    or (gold_seen + 1) * len(sample.rows) <= (standing.answered + 1) * gold_total)
+    pool = standing.gold if wants_gold else standing.regular
     if not pool:
         return None
-    labels = Counter(a["key"] for a in answers if a["choice"] != "skip")
-    return min(pool, key=lambda k: (labels[k], derive_seed(sample.seed, "label", "order", rater, k)))
+    return min(pool, key=lambda k: (standing.labels[k], derive_seed(sample.seed, "label", "order", rater, k)))

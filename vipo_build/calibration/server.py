@@ -31,7 +31,6 @@ from rich.console import Console
 
 from vipo_build.calibration.assign import left_slot, next_pair, open_pairs
 from vipo_build.calibration.gold import check_gold_floor
-from vipo_build.calibration.labels import LABEL_COLUMNS
 from vipo_build.calibration.report import score
 from vipo_build.calibration.sample import CALIBRATION_DIR, SAMPLE_TABLE, Sample, export_sample, read_sample
 from vipo_build.calibration.store import LABELS_DB, AlreadyAnswered, LabelStore
@@ -76,10 +75,9 @@ class Labelling:
 
     def state(self, rater: str, key: str | None = None) -> dict:
         """What the page shows the rater: progress, and the screen of `key` (default: their next pair)."""
-        answers = self.store.answers()
-        regular, gold, answered = open_pairs(self.sample, answers, rater, self.overlap)
-        key = key or next_pair(self.sample, answers, rater, self.overlap)
-        return {"progress": {"answered": answered, "open": len(regular) + len(gold)},
+        standing = open_pairs(self.sample, self.store.answers(), rater, self.overlap)
+        key = key or next_pair(self.sample, standing, rater)
+        return {"progress": {"answered": standing.answered, "open": len(standing.regular) + len(standing.gold)},
                 "screen": None if key is None else self.screen(key, rater)}
 
     def screen(self, key: str, rater: str) -> dict:
@@ -92,8 +90,7 @@ class Labelling:
                 "right": {"slot": right, "url": f"media/{quote(key, safe='')}/{right}{version}"}}
 
     def report(self) -> dict:
-        labels = [{c: a[c] for c in LABEL_COLUMNS} for a in self.store.answers()]
-        return score(self.sample, labels, posixpath.join(self.storage.url, SAMPLE_TABLE), self.store.path,
+        return score(self.sample, self.store.answers(), posixpath.join(self.storage.url, SAMPLE_TABLE), self.store.path,
                      self.gold_floor).model_dump(mode="json")
 
 

@@ -52,21 +52,20 @@ def is_sqlite(path: str) -> bool:
 class LabelStore:
     """A connection per call: sqlite3 connections do not cross threads, and opening one is cheap."""
 
-    def __init__(self, path: str | Path, sample_digest: str | None = None):
+    def __init__(self, path: str | Path, sample_digest: str):
         self.path = str(path)
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(SCHEMA)
-                if sample_digest is not None:
-                    db.execute("BEGIN IMMEDIATE")
-                    db.execute("INSERT OR IGNORE INTO meta VALUES ('sample', ?)", (sample_digest,))
-                    (recorded,) = db.execute("SELECT value FROM meta WHERE name = 'sample'").fetchone()
-                    db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('sample', ?)", (sample_digest,))
+                (recorded,) = db.execute("SELECT value FROM meta WHERE name = 'sample'").fetchone()
+                db.execute("COMMIT")
         except sqlite3.DatabaseError as err:
             raise VipoError(f"{self.path}: not a label database ({err})") from None
-        if sample_digest is not None and recorded != sample_digest:
+        if recorded != sample_digest:
             raise VipoError(f"{self.path}: these labels were made for another calibration sample; "
                             "give --db a new file for this one")
 
