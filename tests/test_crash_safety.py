@@ -33,6 +33,7 @@ KILL_POINTS = [
     "judge.batch", "judged.written", "shard.tar_written", "shard.data_written", "shard.committed",
 ]
 NOT_OUTPUT = {"summary.json", "progress.json"}  # timings of one run, not dataset content
+RUN_TIMEOUT_S = 600  # one run here takes under 4 minutes; below pytest's timeout, so a hang shows its stacks
 
 
 def vipo(*args: str, env: dict | None = None, **failpoint_env: str) -> subprocess.CompletedProcess:
@@ -48,10 +49,12 @@ def vipo(*args: str, env: dict | None = None, **failpoint_env: str) -> subproces
     process = subprocess.Popen([sys.executable, "-m", "vipo_build.cli", *args], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True)
     try:
-        stdout, stderr = process.communicate(timeout=1200)
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
+        stacks = session_stacks(process.pid)
         kill_session(process.pid)  # a run that hangs leaves no Ray or vLLM process behind
-        raise
+        stdout, stderr = process.communicate()
+        pytest.fail(f"run hung for {RUN_TIMEOUT_S} s\n{stdout[-4000:]}\n{stderr[-4000:]}\n{stacks}")
     killed = process.returncode == -9  # whatever the run started (Ray's services, workers) died with it
     deadline = time.monotonic() + 30
     while ((killed and alive_in_session(process.pid)) or engines_left(started)) and time.monotonic() < deadline:
@@ -75,6 +78,16 @@ def engines_left(since: float) -> list[str]:
         except psutil.Error:
             pass  # gone
     return left
+
+
+def session_stacks(session: int) -> str:
+    """The Python stacks of every process of a hung run (py-spy), to say where it waits."""
+    spy = Path(sys.executable).with_name("py-spy")
+    out = []
+    for pid in alive_in_session(session):
+        dump = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+        out.append(dump.stdout or dump.stderr)
+    return "\n".join(out)
 
 
 def kill_session(session: int) -> None:

@@ -7,9 +7,13 @@ however many requests are in flight."""
 from __future__ import annotations
 
 import gc
+import re
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
@@ -19,8 +23,8 @@ from vipo_build.errors import VipoError
 from vipo_build.judge.actor import JudgeItem, JudgeStage
 from vipo_build.prompts import expand
 from vipo_build.prompts.categories import load_category
-from vipo_build.runtime import actor_log
-from vipo_build.runtime.vllm_engine import CPU_MAX_NUM_SEQS, cpu_scheduler_options
+from vipo_build.runtime import actor_log, failpoints
+from vipo_build.runtime.vllm_engine import CPU_MAX_NUM_SEQS, EngineFailed, cpu_scheduler_options, start_engine
 
 REQUESTS = 256
 DATA = Path(__file__).parent / "data"
@@ -59,6 +63,42 @@ def test_one_expansion_call_of_256_seeded_structured_requests_answers_every_one(
     assert len(answers) == REQUESTS
     assert all(isinstance(answer, dict) and "prompt" in answer for answer in answers)
 
+
+def test_an_engine_core_killed_mid_call_fails_the_call_in_one_line_instead_of_hanging(tiny_models):
+    # vLLM alone would wait forever here: its monitor stops the output thread without an error for
+    # the waiting call. The wrapper's watch must turn the death into EngineFailed.
+    from vllm import SamplingParams
+
+    stage = PromptStageConfig.model_validate(tiny_config()["prompts"])
+    engine = start_engine(stage.engine, seed=1, where="prompts.engine")
+    conversations = [[{"role": "user", "content": f"tell a long story, number {i}"}] for i in range(CPU_MAX_NUM_SEQS)]
+    params = [SamplingParams(max_tokens=900, ignore_eos=True, seed=i) for i in range(CPU_MAX_NUM_SEQS)]
+    outcome: list[BaseException | list] = []
+
+    def call() -> None:
+        try:
+            outcome.append(engine.chat(conversations, params))
+        except BaseException as err:  # noqa: BLE001 - the test reads it
+            outcome.append(err)
+
+    caller = threading.Thread(target=call, daemon=True)
+    try:
+        caller.start()
+        time.sleep(3)  # the call is decoding: 64 x 900 tokens take far longer on CPU
+        assert caller.is_alive(), outcome
+        for child in psutil.Process().children(recursive=True):
+            if child.name().startswith(failpoints.ENGINE_PROCESS_PREFIX):
+                child.kill()
+        caller.join(timeout=90)
+        assert not caller.is_alive(), "the call still waits on a dead engine"
+    finally:
+        del engine
+        gc.collect()
+    [failure] = outcome
+    assert isinstance(failure, EngineFailed), failure
+    # the cause from the actor's log where stdout is a file (a Ray worker's), else vLLM's own words
+    assert re.fullmatch(rf"engine {re.escape(stage.engine.model)}: (.*engine core exited unexpectedly.* \(log: /\S+\)|"
+                        r"EngineDeadError: EngineCore encountered an issue\..*)", str(failure)), failure
 
 
 def test_the_root_cause_of_a_dead_engine_is_found_in_its_log(tmp_path):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from concurrent.futures import InvalidStateError
 from dataclasses import dataclass
+from multiprocessing import connection
 from typing import Any
 
 from vipo_build.config import EngineConfig
@@ -70,6 +74,63 @@ def start_engine(engine: EngineConfig, seed: int, where: str, **extra: Any):
     return LocalEngine(engine.model, LLM(**kwargs), logs)
 
 
+ENGINE_MONITOR_THREAD = "MPClientEngineMonitor"  # vLLM's thread that logs an engine core's death and cleans up
+ENGINE_CLEANUP_WAIT_S = 30.0
+
+
+class EngineWatch:
+    """Turns the death of a vllm.LLM's engine core processes into an error of the call waiting on them.
+
+    vLLM notices a dead engine core in a monitor thread, which marks the client dead and stops the
+    thread that feeds the client's output queue and answers its utility calls, without putting an
+    error on that queue or those answers. A call that sent its requests before the mark (the engine
+    died while idle and the mark is not yet set, or it dies mid-call) would wait forever. This
+    watch puts the error there itself as soon as a process's sentinel says it has exited. Clients
+    without engine processes (vLLM's in-process mode) are not watched.
+    """
+
+    def __init__(self, client: Any):
+        self.client = client
+        manager = getattr(getattr(client, "resources", None), "engine_manager", None)
+        self.sentinels = [p.sentinel for p in getattr(manager, "processes", [])]
+        self.done = threading.Event()
+
+    def dead(self, timeout: float = 0.0) -> bool:
+        return bool(self.sentinels) and bool(connection.wait(self.sentinels, timeout=timeout))
+
+    def raise_if_dead(self) -> None:
+        if self.dead():
+            from vllm.v1.engine.exceptions import EngineDeadError
+
+            raise EngineDeadError()
+
+    def __enter__(self) -> EngineWatch:
+        if self.sentinels and hasattr(self.client, "outputs_queue"):
+            threading.Thread(target=self._watch, name="vipo-engine-watch", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+
+    def _watch(self) -> None:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        while not self.done.is_set():
+            if self.dead(timeout=1.0):
+                if not self.done.is_set():
+                    self.client.outputs_queue.put_nowait(EngineDeadError())
+                    for pending in list(getattr(self.client, "utility_results", {}).values()):
+                        with contextlib.suppress(InvalidStateError):  # answered meanwhile
+                            pending.set_exception(EngineDeadError())
+                return
+
+    def await_cleanup(self) -> None:
+        if self.dead():
+            for thread in threading.enumerate():
+                if thread.name == ENGINE_MONITOR_THREAD:
+                    thread.join(ENGINE_CLEANUP_WAIT_S)
+
+
 class EngineFailed(VipoError):
     """An in-process engine died or raised; the message carries the cause found in the actor's log."""
 
@@ -83,9 +144,13 @@ class LocalEngine:
     logs: list[actor_log.LogMark]  # the ends of the log files when the engine started
 
     def chat(self, conversations: list[list[dict]], params: list) -> list:
+        watch = EngineWatch(self.llm.llm_engine.engine_core)
         try:
-            return self.llm.chat(conversations, params, use_tqdm=False)
+            watch.raise_if_dead()
+            with watch:
+                return self.llm.chat(conversations, params, use_tqdm=False)
         except Exception as err:
+            watch.await_cleanup()  # vLLM logs the death and stops the engine's processes first
             raise EngineFailed(self.describe(err)) from None
 
     def describe(self, err: Exception) -> str:
