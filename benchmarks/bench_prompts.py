@@ -12,8 +12,9 @@ Each pass runs in its own process, so its peak RSS is its own (reading the promp
               reports the share of injected duplicates dropped
   datasketch  for comparison, datasketch's own MinHash.bulk + MinHashLSH on a sample, scaled up
   draws       the first round's expansion requests of pipelines/image_1m.yaml (1.6M over its five
-              image categories): seed subject and facet values drawn for each, and how many of
-              them are distinct per category
+              image categories): seed subject, facet values and text to render drawn for each, and
+              how many of them are distinct per category, from the library alone and with the
+              config's subject pass (a request it asks counts as distinct)
 
     .venv/bin/python benchmarks/bench_prompts.py [--prompts 1000000] [--categories 8] [--batch 4096]
         [--passes pandas,exact,filters,datasketch,draws]
@@ -269,7 +270,9 @@ def draws_pass() -> dict:
     result = {}
     for name, quota in config.quotas().items():
         units = config.first_round_units(quota)
-        result[name] = {"requests": units * unit, "distinct": first_round_draws(config.category(name), config.seed, units, unit)}
+        category = config.category(name)
+        result[name] = {"requests": units * unit, "distinct_library_only": first_round_draws(category, config.seed, units, unit),
+                        "distinct": first_round_draws(category, config.seed, units, unit, config.prompts.subjects.share)}
     result["requests"] = sum(r["requests"] for r in result.values())
     return result
 

@@ -74,7 +74,7 @@ class SimulatedExpand(Stage):
                 text = r.seed_subject
                 while len(text) < 0.6 * self.config.max_chars:  # long enough for the lint, short enough for max_chars
                     text += " " + rng.choice(WORDS)
-                answer = {"prompt": text, "constraints": [rng.choice(WORDS)]}
+                answer = {"prompt": text, "constraints": [rng.choice(WORDS)], "subject": r.seed_subject}
                 if work.category.expansion.perturbation:
                     answer |= {"perturbed": text + " " + rng.choice(WORDS), "perturbation": "one more word"}
                 answers.append(answer)

@@ -16,6 +16,8 @@ from vipo_build.shards.plan import ShardPlan
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODELS = REPO / "build" / "tiny-models"
+# the tiny run's one human_quality pair must show one hand: the judge keeps one with both first (tests/test_facet_balance.py)
+LEAST_SHARE_FACET, LEAST_SHARE_VALUE = "hand_visibility", "one hand clearly visible"
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +52,7 @@ def tiny_run(tmp_path_factory, tiny_models) -> tuple[Path, Path, ShardPlan]:
     config = tiny_config(output=str(work / "out"))
     for name in config["categories"]:
         config["categories"][name]["pairs"] = 1
+    config["categories"]["human_quality"]["facet_shares"] = {LEAST_SHARE_FACET: {LEAST_SHARE_VALUE: 1.0}}
     config["shards"]["pairs_per_shard"] = 3
     path = write_config(work / "tiny1.yaml", config)
     result = vipo("run", str(path))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny_config, write_config
-from vipo_build.config import PipelineConfig, load_config
+from vipo_build.config import PipelineConfig, SubjectPassConfig, load_config
 from vipo_build.cost_plan import make_plan, measured_rates
 from vipo_build.preflight import Cluster, problems
 
@@ -21,6 +21,7 @@ def hand_config() -> PipelineConfig:
     raw = tiny_config(output="/tmp/unused")
     raw["categories"] = {"aesthetics": {"pairs": 100}, "composition": {"pairs": 100}}
     raw["prompts"]["overgen"] = 1.5
+    raw["prompts"].pop("subjects")  # no subject pass: one request per prompt
     raw["prompts"]["engine"] |= {"gpu_seconds_per_request": 0.5, "tensor_parallel_size": 1}
     raw["judge"]["engines"][0]["engine"] |= {"gpu_seconds_per_request": 2.0, "tensor_parallel_size": 2}
     raw["judge"]["votes"] = 1
@@ -30,6 +31,14 @@ def hand_config() -> PipelineConfig:
     raw["generate"]["image"] = {"width": 512, "height": 512, "format": "jpg"}
     raw["shards"]["pairs_per_shard"] = 50
     return PipelineConfig.model_validate(raw)
+
+
+def test_the_subject_pass_adds_its_requests_at_their_share_of_an_expansions_tokens():
+    config = hand_config()
+    config.prompts.subjects = SubjectPassConfig(share=0.5, max_tokens=32)
+    config.prompts.max_tokens = 320
+    [prompts] = [s for s in make_plan(config, gpus=10, gpu_memory_gb=None).stages if s.pool == "prompts"]
+    assert prompts.items == 300 + 300 * 0.5 * 32 / 320
 
 
 def test_the_plan_of_a_small_config_matches_the_arithmetic_by_hand():

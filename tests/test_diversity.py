@@ -100,13 +100,23 @@ def test_a_duplicate_heavy_set_scores_lower_with_the_tiny_encoder(tiny_encoder):
 
 
 def test_the_sample_is_fixed_whatever_the_shard_order():
-    rows = [{"key": f"k{i}", "category": ("a", "b")[i % 2], "seed_subject": f"s{i % 7}", "prompt": f"prompt {i}"} for i in range(500)]
+    rows = [{"key": f"k{i}", "category": ("a", "b")[i % 2], "seed_subject": f"s{i % 7}", "prompt": f"prompt {i}",
+             "shard": f"shard-{i // 100}", "facets": [{"facet": "light", "value": ("dawn", "dusk", "noon")[i % 3]},
+                                                      {"facet": "lens", "value": ("wide", "tele")[i % 4 // 2]}]}
+            for i in range(500)]
     batches = [pa.Table.from_pylist(rows[i : i + 50]) for i in range(0, 500, 50)]
     first = collect_prompts(batches, 30)
     shuffled = collect_prompts(random.Random(1).sample(batches, len(batches)), 30)
     assert {c: p.sample() for c, p in first.items()} == {c: p.sample() for c, p in shuffled.items()}
     assert {c: (p.pairs, len(p.subjects), len(p.sample())) for c, p in first.items()} == {"a": (250, 7, 30), "b": (250, 7, 30)}
     assert collect_prompts(batches, 1000)["a"].pairs == 250 and len(collect_prompts(batches, 1000)["a"].sample()) == 250
+    # category a holds the even rows: lens wide for i % 4 == 0, tele for i % 4 == 2; light cycles through all three
+    assert len(first["a"].combinations) == 6
+    shares = {(f.facet, f.value): f for f in first["a"].facet_shares({"lens": {"wide": 0.5, "tele": 0.6}})}
+    assert {k: f.pairs for k, f in shares.items()} == {("lens", "tele"): 125, ("lens", "wide"): 125, ("light", "dawn"): 84,
+                                                      ("light", "dusk"): 83, ("light", "noon"): 83}
+    # each shard holds 50 pairs of a, 25 with each lens: floor(0.6 x 50) = 30 tele are owed in all 5
+    assert (shares["lens", "wide"].shards_short, shares["lens", "tele"].shards_short, shares["light", "dawn"].shards_short) == (0, 5, None)
 
 
 def test_the_audit_reports_diversity_and_fails_on_its_limits(tmp_path):

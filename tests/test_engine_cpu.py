@@ -21,7 +21,7 @@ from tests.conftest import tiny_config
 from vipo_build.config import JudgeStageConfig, PromptStageConfig
 from vipo_build.errors import VipoError
 from vipo_build.judge.actor import JudgeItem, JudgeStage
-from vipo_build.prompts import expand
+from vipo_build.prompts import expand, subjects
 from vipo_build.prompts.categories import load_category
 from vipo_build.runtime import actor_log, failpoints
 from vipo_build.runtime.vllm_engine import CPU_MAX_NUM_SEQS, EngineFailed, cpu_scheduler_options, start_engine
@@ -62,6 +62,14 @@ def test_one_expansion_call_of_256_seeded_structured_requests_answers_every_one(
         gc.collect()
     assert len(answers) == REQUESTS
     assert all(isinstance(answer, dict) and "prompt" in answer for answer in answers)
+    # the subject pass (tiny.yaml: half the requests): a request it skips keeps its library subject;
+    # one it asks gets the LLM's subject unless that repeats the library or the unit
+    asked = [subjects.writes_subject(1234, r, stage.subjects.share) for r in requests]
+    assert 0.35 < sum(asked) / REQUESTS < 0.65
+    assert all(a["subject"] == r.seed_subject for a, r, ask in zip(answers, requests, asked) if not ask)
+    written = [a["subject"] for a, r, ask in zip(answers, requests, asked) if ask and a["subject"] != r.seed_subject]
+    assert len(written) > REQUESTS / 4 and len(set(written)) == len(written)
+    assert not set(written) & set(category.seeds) and all(0 < len(w) <= stage.subjects.max_chars for w in written)
 
 
 def test_an_engine_core_killed_mid_call_fails_the_call_in_one_line_instead_of_hanging(tiny_models):

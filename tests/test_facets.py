@@ -74,9 +74,12 @@ def test_the_dry_run_counts_distinct_first_round_draws(tmp_path, tiny_models):
     unit = config["generate"]["unit_size"]
     rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
             for line in result.stdout.splitlines() if line.count("│") > 7}
+    share = config["prompts"]["subjects"]["share"]  # requests the subject pass asks count as distinct
     for name, pairs in config["categories"].items():
         units = math.ceil(pairs["pairs"] * config["prompts"].get("overgen", 1.5) / unit)
-        distinct = first_round_draws(load_category(name), config.get("seed", 0), units, unit)
+        distinct = first_round_draws(load_category(name), config.get("seed", 0), units, unit, share)
         assert rows[name][-2:] == [f"{units * unit:,}", f"{distinct:,}"], rows
-    repeated = units * unit - first_round_draws(load_category("text_image_alignment"), config.get("seed", 0), units, unit)
+    repeated = units * unit - first_round_draws(load_category("text_image_alignment"), config.get("seed", 0), units, unit, share)
     assert repeated > 0 and f"(repeated requests: text_image_alignment {repeated:,})" in result.stdout
+    library_only = first_round_draws(load_category("text_image_alignment"), config.get("seed", 0), units, unit)
+    assert units * unit - library_only > 2 * repeated  # without the subject pass, far more requests repeat

@@ -15,9 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
+import yaml
 from PIL import Image
 
-from tests.conftest import tiny_config, vipo, write_config
+from tests.conftest import vipo, write_config
 
 CATEGORIES = ["aesthetics", "composition", "text_image_alignment", "text_rendering", "human_quality",
               "motion_quality", "visual_quality", "video_text_alignment"]
@@ -111,10 +112,7 @@ def test_interrupted_run_rebuilds_missing_shards_only(tiny_run, tmp_path):
 
 def test_changed_config_refuses_to_resume(tiny_run, tmp_path):
     config, root, _ = tiny_run
-    changed = tiny_config(output=str(root))
-    for name in changed["categories"]:
-        changed["categories"][name]["pairs"] = 1
-    changed["shards"]["pairs_per_shard"] = 3
+    changed = yaml.safe_load(config.read_text())
     changed["judge"]["threshold"] = 0.9
     before = snapshot(root)
     result = vipo("run", str(write_config(tmp_path / "changed.yaml", changed)))
@@ -194,6 +192,8 @@ def test_status_reports_progress(tiny_run, tmp_path):
     written = {c: figures["written"] for c, figures in report["categories"].items()}
     assert written == {c: 1 - plan.counts(0).get(c, 0) for c in CATEGORIES}
     assert all(figures["kept"] >= 1 for figures in report["categories"].values())
+    # the last run's diversity of the pairs within each quota: one pair, so one subject and one combination
+    assert report["diversity"] == {c: {"distinct_subjects": 1, "facet_combinations": 1} for c in CATEGORIES}
     result = vipo("status", str(tmp_path / "nowhere"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no run.json: not a vipo-build dataset root (or not started yet)"

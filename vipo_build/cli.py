@@ -137,15 +137,17 @@ def show_plan(config, plan, root: str) -> None:
     for name, pairs in plan.quotas.items():
         per_shard = plan.per_shard(name)
         units = config.first_round_units(pairs)
-        distinct = first_round_draws(config.category(name), config.seed, units, unit)
+        distinct = first_round_draws(config.category(name), config.seed, units, unit,
+                                     config.prompts.subjects.share if config.prompts.subjects else None)
         if distinct < units * unit:
             repeated.append(f"{name} {units * unit - distinct:,}")
         table.add_row(name, config.category(name).modality, f"{pairs:,}", f"{pairs / plan.total_pairs:.1%}",
                       f"{per_shard.min()}-{per_shard.max()}", f"{units * unit:,}", f"{distinct:,}")
     console.print(table)
     if repeated:
-        console.print(f"warning: the first round draws some seed subject and facet values more than once "
-                      f"(repeated requests: {', '.join(repeated)}); add seeds or facet values to those categories",
+        console.print(f"warning: the first round draws some library seed subject and facet values more than once "
+                      f"(repeated requests: {', '.join(repeated)}); add seeds or facet values to those categories, "
+                      "or raise prompts.subjects.share",
                       markup=False, soft_wrap=True)
     generators = ", ".join(f"{g.name} ({g.modality}, {g.model})" for g in config.generate.generators)
     console.print(f"generators: {generators}", soft_wrap=True)

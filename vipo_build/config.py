@@ -37,6 +37,22 @@ def unique_names(kind: str, items: list) -> list:
     return items
 
 
+def check_facet_shares(name: str, category: Category, shares: dict[str, dict[str, float]]) -> None:
+    """Facet shares name the category file's facets and values, each in [0, 1], adding up to at most 1 per facet."""
+    for facet, values in shares.items():
+        if facet not in category.facets:
+            raise ValueError(f"categories.{name}.facet_shares: unknown facet {facet!r} (facets of {name}: "
+                             f"{', '.join(sorted(category.facets)) or 'none'})")
+        known = category.facets[facet].values
+        for value, share in values.items():
+            if value not in known:
+                raise ValueError(f"categories.{name}.facet_shares.{facet}: unknown value {value!r} (values: {', '.join(known)})")
+            if not 0 <= share <= 1:
+                raise ValueError(f"categories.{name}.facet_shares.{facet}.{value}: share {share} is not between 0 and 1")
+        if sum(values.values()) > 1 + 1e-9:
+            raise ValueError(f"categories.{name}.facet_shares.{facet}: shares add up to {sum(values.values()):g}, more than 1")
+
+
 class PoolConfig(Strict):
     """A Ray actor pool: the model is loaded once per actor."""
 
@@ -78,6 +94,24 @@ class CategoryConfig(Strict):
     pair_strategies: dict[PairStrategy, float] | None = Field(
         None, description="Mix of pair strategies for this category; default: generate.pair_strategies."
     )
+    facet_shares: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Least share of the category's kept pairs per facet value (facet -> value -> share), held in every "
+        "shard (within one pair) and overall: a kept pair that would leave a shard too few slots for the values still "
+        "short is left out of the dataset (dropped as facet_share).",
+    )
+
+
+class SubjectPassConfig(Strict):
+    """The subject pass: the prompt LLM first writes new seed subjects for some requests, for their facet values."""
+
+    share: float = Field(gt=0, le=1, description="Share of requests whose seed subject the LLM writes (drawn per request); "
+                                                 "the others, and those whose written subject repeats, keep a library subject.")
+    examples: int = Field(3, ge=1, le=20, description="Library subjects shown to the LLM as examples.")
+    similarity: float = Field(0.6, gt=0, le=1, description="Word-set Jaccard similarity to a library subject, or an earlier one "
+                                                           "of the unit, at which a written subject counts as a repeat.")
+    max_chars: int = Field(120, ge=16, description="Longest subject the LLM may write (a JSON-schema bound).")
+    max_tokens: int = Field(64, ge=8, description="Token limit of one subject answer.")
 
 
 class PromptStageConfig(Strict):
@@ -85,6 +119,7 @@ class PromptStageConfig(Strict):
 
     engine: EngineConfig
     pool: PoolConfig = Field(default_factory=PoolConfig)
+    subjects: SubjectPassConfig | None = Field(None, description="Write new seed subjects first (off: library subjects only).")
     overgen: float = Field(1.5, ge=1, description="Prompts expanded per planned pair in the first round.")
     max_rounds: int = Field(5, ge=1, description="Expansion rounds before a category that misses its quota fails the run.")
     temperature: float = Field(1.0, ge=0, description="Sampling temperature of the expansion LLM.")
@@ -275,8 +310,10 @@ class PipelineConfig(Strict):
                     f"category {name!r} uses cross_model pairs but only {len(same_modality)} "
                     f"{category.modality} generator is configured"
                 )
-            if strategies.get("perturbed", 0) > 0 and not category.expansion.perturbation:
-                raise ValueError(f"category {name!r} uses perturbed pairs but its category file sets no expansion.perturbation")
+            if strategies.get("perturbed", 0) > 0 and not category.perturbable:
+                raise ValueError(f"category {name!r} uses perturbed pairs but its category file sets neither "
+                                 "expansion.perturbation nor words")
+            check_facet_shares(name, category, self.categories[name].facet_shares)
         return self
 
     # Derived views -----------------------------------------------------------------------

@@ -114,7 +114,11 @@ def stage_work(config: PipelineConfig, gpu_memory_gb: float | None, measured: di
     prompts = sum(asked.values())
     stages = []
     engine = config.prompts.engine
-    stages.append(_engine_stage("prompts", "prompt", prompts, engine, 0, config.prompts.pool.num_gpus, measured))
+    requests = prompts
+    if config.prompts.subjects:  # a subject answer costs about its share of an expansion answer's tokens
+        written = config.prompts.subjects
+        requests += prompts * written.share * written.max_tokens / config.prompts.max_tokens
+    stages.append(_engine_stage("prompts", "prompt", requests, engine, 0, config.prompts.pool.num_gpus, measured))
     for g in config.generate.generators:
         family = resolve_family(g.model, g.family)
         output = config.output_for(g.modality)

@@ -35,6 +35,8 @@ class Prompt(Record):
     facets: list[FacetValue] = Field(default_factory=list, description="The facet values drawn for the request, "
                                      "as records (readers infer one schema whatever the category's facets).")
     text: str
+    rendered_text: str | None = Field(None, description="The words the image must show, drawn from the category's vocabulary "
+                                                        "and quoted in the text; None for categories without `words`.")
     constraints: list[str] = Field(default_factory=list, description="Checkable constraints the LLM says the prompt carries.")
     perturbed_text: str | None = Field(None, description="The prompt after the category's controlled edit; None without one.")
     perturbation: str | None = Field(None, description="What the edit changed, in the LLM's words.")

@@ -42,6 +42,7 @@ from vipo_build.runtime.lock import writer_lock
 from vipo_build.runtime.scheduler import Scheduler, Task, start_ray
 from vipo_build.runtime.stage import Failure, Stage
 from vipo_build.runtime.storage import Storage
+from vipo_build.shards.facet_balance import FACET_SHARE, FacetBalance
 from vipo_build.shards.plan import ShardPlan
 from vipo_build.shards.stage import ShardWork, WriteShardStage
 from vipo_build.shards.writer import committed_shards
@@ -145,18 +146,20 @@ def product_stages(config: PipelineConfig, storage: Storage) -> Stages:
 class UnitOutcome:
     """A judged unit waiting for the prefix to reach it: what it adds when counted."""
 
-    kept: list[int]  # indexes of its kept pairs
+    kept: list[tuple[int, str, dict[str, str]]]  # index, seed subject and facet values of each kept pair
     tally: AgreementTally
     drops: Counter  # by the filters and the judge
 
     @classmethod
-    def of(cls, verdicts: list[Verdict], filter_drops: Counter) -> UnitOutcome:
+    def of(cls, verdicts: list[Verdict], filter_drops: Counter, prompts: list[Prompt]) -> UnitOutcome:
         tally, drops = AgreementTally(), Counter(filter_drops)
         for verdict in verdicts:
             tally.add(verdict)
             if not verdict.kept:
                 drops[verdict.reason] += 1
-        return cls([int(v.pair_id.rsplit("-p", 1)[1]) for v in verdicts if v.kept], tally, drops)
+        by_id = {p.id: p for p in prompts}
+        return cls([(int(v.pair_id.rsplit("-p", 1)[1]), by_id[v.pair_id].seed_subject,
+                     {f.facet: f.value for f in by_id[v.pair_id].facets}) for v in verdicts if v.kept], tally, drops)
 
 
 @dataclass
@@ -189,10 +192,13 @@ class CategoryState:
     prefix: int = 0  # units [0, prefix) are judged; those up to the one that filled the quota are counted
     kept_units: array = field(default_factory=lambda: array("i"))  # kept pairs in dataset order: unit
     kept_index: array = field(default_factory=lambda: array("i"))  # and index within it
+    balance: FacetBalance | None = None  # the category's least facet shares, where it has any
     failed: dict[int, Failure] = field(default_factory=dict)
     expansion_blocked: bool = False  # a unit could not be expanded: later ones can never be filtered
     closed: bool = False  # the quota is filled: no more of its work is done
     drops: Counter = field(default_factory=Counter)  # of the counted units
+    subjects: set[str] = field(default_factory=set)  # distinct seed subjects of the pairs within the quota
+    combinations: set[int] = field(default_factory=set)  # and hashes of their distinct facet combinations
     tally: AgreementTally = field(default_factory=AgreementTally)  # of the counted units
 
     @property
@@ -210,11 +216,17 @@ class CategoryState:
 
     def count(self, unit: int, outcome: UnitOutcome) -> None:
         """Add the prefix's next unit to the dataset's pairs and figures."""
-        for index in outcome.kept:
-            self.kept_units.append(unit)
-            self.kept_index.append(index)
         self.tally.update(outcome.tally)
         self.drops.update(outcome.drops)
+        for index, subject, facets in outcome.kept:
+            if self.balance and not self.balance.admit(facets):
+                self.drops[FACET_SHARE] += 1
+                continue
+            if self.short:
+                self.subjects.add(subject)
+                self.combinations.add(hash(tuple(sorted(facets.items()))))
+            self.kept_units.append(unit)
+            self.kept_index.append(index)
 
     def pair_id(self, position: int) -> str:
         return prompt_id(self.category.name, self.kept_units[position], self.kept_index[position])
@@ -248,7 +260,9 @@ class Run:
         self.stages = stages or product_stages(config, storage)
         self.unit_size = config.generate.unit_size
         self.prompt_parts = set(storage.list(cache.PROMPTS_DIR, ".parquet"))  # listed once
-        self.states = {name: CategoryState(config.category(name), quota, i, cache.listing(storage, name))
+        self.states = {name: CategoryState(config.category(name), quota, i, cache.listing(storage, name),
+                                           balance=(FacetBalance(shares, plan.per_shard(name))
+                                                    if (shares := config.categories[name].facet_shares) else None))
                        for i, (name, quota) in enumerate(plan.quotas.items())}
         self.earlier_failures: dict[tuple[str, int], dict] = {}
         for name in self.states:
@@ -432,12 +446,12 @@ class Run:
             return
         state.filter_drops[unit] = drops
         if not prompts:
-            self.finish_unit(state, unit, [])
+            self.finish_unit(state, unit, [], [])
         elif len(judged) == len(self.stages.judges):
             self.reused["judged_units"] += 1
             self.grow("candidates", 2 * len(prompts), done=True)
             self.grow("judged", len(prompts))
-            self.finish_unit(state, unit, panel.parse_unit(self.config.judge, state.category, judged)[1])
+            self.finish_unit(state, unit, prompts, panel.parse_unit(self.config.judge, state.category, judged)[1])
         else:
             state.prompts[unit] = prompts
             if judged:
@@ -503,16 +517,16 @@ class Run:
             return
         del self.in_flight[work.category.name, work.unit]
         self.done_this_run["judged"] += len(verdicts)
-        self.finish_unit(self.states[work.category.name], work.unit,
+        self.finish_unit(self.states[work.category.name], work.unit, work.prompts,
                          panel.combine(self.config.judge, work.category, in_flight.verdicts))
 
-    def finish_unit(self, state: CategoryState, unit: int, verdicts: list[Verdict]) -> None:
+    def finish_unit(self, state: CategoryState, unit: int, prompts: list[Prompt], verdicts: list[Verdict]) -> None:
         """A judged unit; counted when the judged prefix reaches it, unless the quota is filled by then."""
         state.prompts.pop(unit, None)
         self.progress.advance(self.bars["judged"], len(verdicts))
         if state.closed:
             return
-        state.judged[unit] = UnitOutcome.of(verdicts, state.filter_drops.pop(unit))
+        state.judged[unit] = UnitOutcome.of(verdicts, state.filter_drops.pop(unit), prompts)
         while state.prefix in state.judged:
             outcome = state.judged.pop(state.prefix)
             if state.short:

@@ -86,6 +86,9 @@ def root_status(storage: Storage, judge: bool = False) -> dict:
         "categories": categories,
         "rate": rate(storage, plan.num_shards - len(committed)),
         "last_run_stages": summary["stages"] if summary else {},
+        # of the pairs within each quota, as the last run counted them
+        "diversity": {name: {k: c[k] for k in ("distinct_subjects", "facet_combinations")}
+                      for name, c in summary["categories"].items() if "distinct_subjects" in c} if summary else {},
     } | ({"judge": DatasetAgreement(categories={c: t.result() for c, t in tallies.items()},
                                     overall=AgreementTally.merged(tallies.values()).result()).model_dump()} if judge else {})
 
@@ -127,5 +130,9 @@ def show(status: dict, console: Console) -> None:
         table.add_row(name, str(c["planned"]), str(c["written"]), str(c["kept"]), str(c["units_judged"]),
                       str(c["expansion_rounds"]), dropped)
     console.print(table)
+    if status["diversity"]:
+        console.print("last run, distinct seed subjects / facet combinations of the kept pairs: " + ", ".join(
+            f"{name} {d['distinct_subjects']}/{d['facet_combinations']}" for name, d in status["diversity"].items()),
+            soft_wrap=True)
     for stage, s in status["last_run_stages"].items():
         console.print(f"last run, {stage}: {s['items']} items, {s['items_per_s']:.2f}/s, busy {s['busy_fraction']:.0%}")

@@ -30,6 +30,8 @@ def build(run: Run, seconds: float) -> dict:
                 "units": state.requested,
                 "rounds": len(state.rounds),
                 "dropped": dict(sorted(state.drops.items())),
+                "distinct_subjects": len(state.subjects),
+                "facet_combinations": len(state.combinations),
             }
             for name, state in run.states.items()
         },
@@ -51,11 +53,12 @@ def show(result: dict, console: Console) -> None:
         caption=f"dropped: {', '.join(f'#{i} {r}' for i, r in enumerate(reasons, 1))}" if reasons else None,
     )
     pairs.add_column("category", no_wrap=True)
-    for column in ("plan", "written", "kept", "prompts", *(f"#{i}" for i in range(1, len(reasons) + 1))):
+    for column in ("plan", "written", "kept", "prompts", "subjects", "facet combos", *(f"#{i}" for i in range(1, len(reasons) + 1))):
         pairs.add_column(column, justify="right", min_width=len(column))
     for name, c in categories.items():
         counts = [str(c["dropped"].get(r, 0)) for r in reasons]
-        pairs.add_row(name, str(c["planned"]), str(c["written"]), str(c["kept"]), str(c["prompts_requested"]), *counts)
+        pairs.add_row(name, str(c["planned"]), str(c["written"]), str(c["kept"]), str(c["prompts_requested"]),
+                      str(c["distinct_subjects"]), str(c["facet_combinations"]), *counts)
     console.print(pairs)
     stages = Table(title=f"Stages ({result['seconds']} s)")
     for column in ("stage", "items", "items/s", "busy fraction"):

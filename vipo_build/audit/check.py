@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
-from vipo_build.audit.diversity import CategoryDiversity
+from vipo_build.audit.diversity import CategoryDiversity, FacetShare
 from vipo_build.audit.model import Offender, RunAudit
+from vipo_build.shards.facet_balance import EPSILON
 
 
 def beyond(deviation_pp: float, tolerance_pct: float) -> bool:
@@ -97,6 +99,26 @@ def diversity_offenders(run: RunAudit) -> list[Offender]:
     ]
 
 
+def facet_value_short(figures: CategoryDiversity, f: FacetShare) -> bool:
+    """A facet value below its least share over the category's pairs or in some shard."""
+    return f.least_share is not None and (bool(f.shards_short) or f.pairs < math.floor(f.least_share * figures.pairs + EPSILON))
+
+
+def facet_share_problems(figures: CategoryDiversity) -> list[str]:
+    return [f"facet {f.facet} = {f.value!r} holds {f.share:.1%} of {figures.pairs} pairs "
+            f"(least share {f.least_share:.0%}; {f.shards_short} shard(s) short)"
+            for f in figures.facet_shares if facet_value_short(figures, f)]
+
+
+def facet_share_offenders(run: RunAudit) -> list[Offender]:
+    return [
+        Offender(root=run.root, kind="facet_share", category=c.category, shard=None, deviation_pp=None,
+                 message=f"category {c.category}: {problem}")
+        for c in run.diversity.categories
+        for problem in facet_share_problems(c)
+    ]
+
+
 def offenders(run: RunAudit, tolerance_pct: float) -> list[Offender]:
     return (category_offenders(run, tolerance_pct) + shard_offenders(run, tolerance_pct) + judge_offenders(run)
-            + diversity_offenders(run))
+            + diversity_offenders(run) + facet_share_offenders(run))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vipo_build.audit.diversity import CategoryPrompts, collect_prompts
+from vipo_build.audit.diversity import PROMPT_COLUMNS, CategoryPrompts, collect_prompts
 from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
 from vipo_build.root import RUN_JSON, open_root, read_run_json
@@ -26,7 +26,6 @@ from vipo_build.status import root_status
 
 PLAN_PARQUET = "plan.parquet"
 MANIFEST_BATCH = 64  # manifests held in memory as bytes at once
-DIVERSITY_COLUMNS = ["key", "category", "seed_subject", "prompt"]
 MANIFEST_COLUMNS = [
     "shard", "category", "chosen_generator", "rejected_generator", "width", "height", "frames",
     "vote_share", "order_consistent", "dimensions",
@@ -79,7 +78,7 @@ def read_manifests_and_prompts(storage: Storage, records: dict[str, dict], sampl
     kept = [MANIFEST_SCHEMA.empty_table().select(MANIFEST_COLUMNS)]
 
     def tables() -> Iterator[pa.Table]:
-        for table in stream_manifests(storage, records, list(dict.fromkeys(MANIFEST_COLUMNS + DIVERSITY_COLUMNS))):
+        for table in stream_manifests(storage, records, list(dict.fromkeys(MANIFEST_COLUMNS + PROMPT_COLUMNS))):
             kept.append(table.select(MANIFEST_COLUMNS))
             yield table
 

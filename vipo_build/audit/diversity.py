@@ -11,7 +11,8 @@ so memory stays bounded by the sample, not the dataset.
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from vipo_build.config import PipelineConfig
 from vipo_build.prompts.dedup import NearDuplicateIndex, normalise, stable_hash64
 from vipo_build.prompts.filter_config import NearDuplicateConfig
+from vipo_build.shards.facet_balance import EPSILON
 
 NGRAM_ORDERS = (1, 2, 3)
+
+
+class FacetShare(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    facet: str
+    value: str
+    pairs: int = Field(description="Committed pairs of the category with this value.")
+    share: float = Field(description="Their share of the category's committed pairs.")
+    least_share: float | None = Field(description="categories.<name>.facet_shares: the least share set for it; None if none.")
+    shards_short: int | None = Field(description="Committed shards holding fewer than floor(least share x the category's pairs "
+                                                 "in the shard) of it; 0 when every shard is within one pair; None without a least share.")
 
 
 class CategoryDiversity(BaseModel):
@@ -43,6 +57,9 @@ class CategoryDiversity(BaseModel):
                                                       "all pairs of them; None without an encoder.")
     vendi: float | None = Field(description="Vendi score of the embeddings: the effective number of distinct prompts, "
                                             "from 1 (all alike) to the sample size; None without an encoder.")
+    distinct_facet_combinations: int = Field(description="Distinct combinations of facet values over every committed pair.")
+    facet_shares: list[FacetShare] = Field(description="Every facet value's share of the committed pairs, with its least share "
+                                                       "where the config sets one.")
 
 
 class Diversity(BaseModel):
@@ -61,10 +78,17 @@ class CategoryPrompts:
     pairs: int = 0
     subjects: set[str] = field(default_factory=set)
     lowest: list[tuple[int, str]] = field(default_factory=list)  # max-heap of (-hash, prompt): the sample so far
+    combinations: set[int] = field(default_factory=set)  # hashes of the distinct facet combinations
+    shard_pairs: Counter = field(default_factory=Counter)  # shard -> pairs of the category
+    shard_values: Counter = field(default_factory=Counter)  # (shard, facet, value) -> pairs
 
-    def add(self, key: str, subject: str, prompt: str, size: int) -> None:
+    def add(self, key: str, subject: str, prompt: str, size: int, shard: str = "", facets: Sequence[dict] = ()) -> None:
         self.pairs += 1
         self.subjects.add(subject)
+        values = tuple(sorted((f["facet"], f["value"]) for f in facets))
+        self.combinations.add(hash(values))
+        self.shard_pairs[shard] += 1
+        self.shard_values.update((shard, facet, value) for facet, value in values)
         entry = (-stable_hash64(key), prompt)
         if len(self.lowest) < size:
             heapq.heappush(self.lowest, entry)
@@ -75,15 +99,33 @@ class CategoryPrompts:
         """The sampled prompts, lowest key hash first."""
         return [prompt for _, prompt in sorted(self.lowest, reverse=True)]
 
+    def facet_shares(self, least: dict[str, dict[str, float]]) -> list[FacetShare]:
+        """Each facet value's share, and for those with a least share the shards that hold too few."""
+        totals = Counter()
+        for (_, facet, value), n in self.shard_values.items():
+            totals[facet, value] += n
+        shares = []
+        for facet, value in sorted(totals.keys() | {(f, v) for f, values in least.items() for v in values}):
+            floor = least.get(facet, {}).get(value)
+            short = None if floor is None else sum(
+                1 for shard, n in self.shard_pairs.items() if self.shard_values[shard, facet, value] < math.floor(floor * n + EPSILON))
+            shares.append(FacetShare(facet=facet, value=value, pairs=totals[facet, value],
+                                     share=totals[facet, value] / self.pairs if self.pairs else 0.0,
+                                     least_share=floor, shards_short=short))
+        return shares
+
+
+PROMPT_COLUMNS = ["key", "category", "seed_subject", "prompt", "shard", "facets"]
+
 
 def collect_prompts(manifests: Iterable[pa.Table], size: int) -> dict[str, CategoryPrompts]:
-    """Per category: pair count, subjects and the fixed-size sample, from manifest batches with
-    columns key, category, seed_subject, prompt."""
+    """Per category: pair count, subjects, facet values by shard and the fixed-size sample, from
+    manifest batches with the PROMPT_COLUMNS."""
     found: defaultdict[str, CategoryPrompts] = defaultdict(CategoryPrompts)
     for table in manifests:
-        columns = table.select(["key", "category", "seed_subject", "prompt"]).to_pydict()
-        for key, category, subject, prompt in zip(columns["key"], columns["category"], columns["seed_subject"], columns["prompt"]):
-            found[category].add(key, subject, prompt, size)
+        columns = table.select(PROMPT_COLUMNS).to_pydict()
+        for key, category, subject, prompt, shard, facets in zip(*(columns[c] for c in PROMPT_COLUMNS)):
+            found[category].add(key, subject, prompt, size, shard, facets)
     return dict(found)
 
 
@@ -166,4 +208,6 @@ def category_diversity(category: str, prompts: CategoryPrompts, config: Pipeline
         near_duplicate_rate=near_duplicate_rate(sample, config.prompts.filters.near_duplicates) if sample else None,
         mean_similarity=mean_similarity,
         vendi=vendi,
+        distinct_facet_combinations=len(prompts.combinations),
+        facet_shares=prompts.facet_shares(config.categories[category].facet_shares if category in config.categories else {}),
     )

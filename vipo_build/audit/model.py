@@ -168,7 +168,8 @@ class RunAudit(_Record):
     diversity: Diversity = Field(description="How varied each category's prompts are, over the committed pairs.")
 
 
-OffenceKind = Literal["category", "shard_mix", "record_mismatch", "unplanned_shard", "judge_quality", "diversity"]
+OffenceKind = Literal["category", "shard_mix", "record_mismatch", "unplanned_shard", "judge_quality", "diversity",
+                      "facet_share"]
 
 
 class Offender(_Record):
@@ -177,7 +178,8 @@ class Offender(_Record):
         description="category: a category's share of the committed pairs; shard_mix: a category's share of one shard; "
         "record_mismatch: commit record and manifest disagree; unplanned_shard: a committed shard the plan does not name; "
         "judge_quality: the judge falls below a floor of the config's audit section on a category; "
-        "diversity: a category's prompts fall beyond a diversity floor of the audit section."
+        "diversity: a category's prompts fall beyond a diversity floor of the audit section; "
+        "facet_share: a facet value holds less than its least share (categories.<name>.facet_shares) overall or in a shard."
     )
     category: str | None
     shard: str | None

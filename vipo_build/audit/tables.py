@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vipo_build.audit.check import DIVERSITY_LIMITS, JUDGE_FLOORS, below_floors, beyond, diversity_problems
+from vipo_build.audit.check import (DIVERSITY_LIMITS, JUDGE_FLOORS, below_floors, beyond, diversity_problems,
+                                   facet_value_short)
 from vipo_build.audit.diversity import NGRAM_ORDERS
 from vipo_build.audit.model import AuditReport, RunAudit
 
@@ -116,12 +117,28 @@ def diversity_table(run: RunAudit) -> TextTable:
     return TextTable(
         title=f"{run.name}: prompt diversity over the committed pairs (figures on up to {d.sample_size} prompts per category; "
               f"encoder: {encoder}; limits: {', '.join(limits) or 'none'})",
-        header=["category", "pairs", "subjects", "sampled", "distinct prompts", *(f"distinct-{n}" for n in NGRAM_ORDERS),
-                "near-dup rate", "mean similarity", "Vendi"],
-        rows=[[c.category, str(c.pairs), str(c.distinct_subjects), str(c.sample), optional(c.distinct_prompts, ".1%"),
+        header=["category", "pairs", "subjects", "facet combinations", "sampled", "distinct prompts",
+                *(f"distinct-{n}" for n in NGRAM_ORDERS), "near-dup rate", "mean similarity", "Vendi"],
+        rows=[[c.category, str(c.pairs), str(c.distinct_subjects), str(c.distinct_facet_combinations), str(c.sample),
+               optional(c.distinct_prompts, ".1%"),
                *(optional(c.distinct_n.get(str(n)), ".3f") for n in NGRAM_ORDERS), optional(c.near_duplicate_rate, ".1%"),
                optional(c.mean_similarity, ".3f"), optional(c.vendi, ".1f")] for c in d.categories],
         flagged=[bool(diversity_problems(run, c)) for c in d.categories],
+    )
+
+
+def facet_share_table(run: RunAudit) -> TextTable | None:
+    """The facet values with a least share (categories.<name>.facet_shares); None when no category sets one."""
+    rows = [(c, f) for c in run.diversity.categories for f in c.facet_shares if f.least_share is not None]
+    if not rows:
+        return None
+    return TextTable(
+        title=f"{run.name}: facet values with a least share, over the committed pairs (each shard must hold "
+              "floor(least share x its pairs of the category))",
+        header=["category", "facet", "value", "pairs", "share", "least share", "shards short"],
+        rows=[[c.category, f.facet, f.value, str(f.pairs), f"{f.share:.1%}", f"{f.least_share:.0%}", str(f.shards_short)]
+              for c, f in rows],
+        flagged=[facet_value_short(c, f) for c, f in rows],
     )
 
 
@@ -147,5 +164,6 @@ def funnel_table(run: RunAudit) -> TextTable:
 
 def run_tables(run: RunAudit, report: AuditReport) -> list[TextTable]:
     tables = [category_table(run, report.tolerance_pct), shard_table(run, report), generator_table(run),
-              judge_table(run), judges_table(run), calibration_table(run), diversity_table(run), agreement_table(run), funnel_table(run)]
+              judge_table(run), judges_table(run), calibration_table(run), diversity_table(run), facet_share_table(run), agreement_table(run),
+              funnel_table(run)]
     return [t for t in tables if t is not None]

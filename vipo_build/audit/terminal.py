@@ -13,6 +13,7 @@ from vipo_build.audit.tables import (
     category_table,
     comparison_table,
     diversity_table,
+    facet_share_table,
     judge_table,
     judges_table,
 )
@@ -34,7 +35,8 @@ def show(report: AuditReport, console: Console) -> None:
     print_table(category_table(report.run, report.tolerance_pct), console)
     print_table(judge_table(report.run), console)
     print_table(diversity_table(report.run), console)
-    for table in (judges_table(report.run), calibration_table(report.run)):  # a panel of judges; human labels
+    # a panel of judges; least facet shares; human labels
+    for table in (judges_table(report.run), facet_share_table(report.run), calibration_table(report.run)):
         if table is not None:
             print_table(table, console)
     if report.compare is not None:

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from vipo_build.config import PromptStageConfig
+from vipo_build.prompts import words
 from vipo_build.prompts.categories import Category
 from vipo_build.prompts.dedup import normalise
 from vipo_build.prompts.expand import ExpansionRequest
@@ -81,10 +82,14 @@ def accept(
             drops["malformed"] += 1
             continue
         text = " ".join(answer["prompt"].split())
-        perturbed = _perturbed(category, answer, text) if category.expansion.perturbation else None
-        if category.expansion.perturbation and perturbed is None:
-            drops["no_perturbation"] += 1
-            continue
+        if request.text is not None:  # drawn words: carried verbatim, edited here
+            text = words.carried(text, request.text.text)
+            perturbed = words.perturbed(text, request.text, category.words, request.seed)
+        else:
+            perturbed = _perturbed(category, answer, text) if category.expansion.perturbation else None
+            if category.expansion.perturbation and perturbed is None:
+                drops["no_perturbation"] += 1
+                continue
         usable.append((request, answer, text, perturbed or (None, None)))
     keep = filters.filter([text for _, _, text, _ in usable], drops)
     kept = []
@@ -100,9 +105,10 @@ def accept(
                 unit=request.unit,
                 index=request.index,
                 round=round_,
-                seed_subject=request.seed_subject,
+                seed_subject=answer["subject"],
                 facets=[FacetValue(facet=name, value=value) for name, value in request.facets],
                 text=text,
+                rendered_text=request.text.text if request.text else None,
                 constraints=constraints,
                 perturbed_text=perturbed_text,
                 perturbation=perturbation,

@@ -66,6 +66,32 @@ class Facet(_Strict):
         return self
 
 
+class Words(_Strict):
+    """The text a request renders: drawn words, not the LLM's, so their spelling is known and edited by code."""
+
+    vocabulary: dict[str, list[str]] = Field(description="Script -> words; in the category file, the name of a YAML file "
+                                                         "beside it that holds them.")
+    scripts: dict[str, float] = Field(min_length=1, description="Script (a key of the vocabulary) -> weight.")
+    lengths: dict[int, float] = Field(min_length=1, description="Words per text -> weight.")
+    cases: dict[Literal["upper", "title", "lower"], float] = Field(
+        default_factory=lambda: {"upper": 1.0}, description="Letter case of the text -> weight.")
+
+    @model_validator(mode="after")
+    def _drawable(self) -> Words:
+        unknown = [s for s in self.scripts if s not in self.vocabulary]
+        if unknown:
+            raise ValueError(f"words.scripts {unknown} are not in the vocabulary (scripts: {sorted(self.vocabulary)})")
+        longest = max(self.lengths)
+        short = [s for s in self.scripts if len(set(self.vocabulary[s])) < 2 * longest]
+        if min(self.lengths) < 1 or short:
+            raise ValueError(f"words.lengths must be at least 1 and each script needs twice the longest length in distinct "
+                             f"words (too few: {short})")
+        weights = [*self.scripts.values(), *self.lengths.values(), *self.cases.values()]
+        if not all(math.isfinite(w) and w > 0 for w in weights):
+            raise ValueError("words weights must be finite and above 0")
+        return self
+
+
 class Category(_Strict):
     name: str
     modality: Modality
@@ -79,6 +105,13 @@ class Category(_Strict):
         description="Named facets (setting, lighting, camera...); each request draws one value of each by weight, and "
         "the expansion works them into the prompt.",
     )
+    words: Words | None = Field(None, description="Text to render drawn per request from a vocabulary; its perturbation "
+                                                  "is an edit of those words (no expansion.perturbation needed).")
+
+    @property
+    def perturbable(self) -> bool:
+        """Whether a prompt of the category has a controlled edit (a known loser) to pair against."""
+        return self.expansion.perturbation is not None or self.words is not None
 
 
 @cache
@@ -88,6 +121,12 @@ def load_category(name: str, directory: Path = CATEGORIES_DIR) -> Category:
         raise VipoError(f"unknown category {name!r} (known: {', '.join(known_categories(directory))})")
     try:
         data = yaml.safe_load(path.read_text())
+        words = data.get("words") if isinstance(data, dict) else None
+        if isinstance(words, dict) and isinstance(words.get("vocabulary"), str):
+            vocabulary = directory / words["vocabulary"]
+            if not vocabulary.is_file():
+                raise VipoError(f"{path}: words.vocabulary: no file {vocabulary}")
+            words["vocabulary"] = yaml.safe_load(vocabulary.read_text())
         return Category.model_validate(data)
     except (yaml.YAMLError, ValidationError) as err:
         first = str(err).splitlines()[0:3]

@@ -6,8 +6,10 @@ import random
 from dataclasses import dataclass
 
 from vipo_build.config import PromptStageConfig
+from vipo_build.prompts import subjects
 from vipo_build.prompts.categories import Category
 from vipo_build.prompts.facets import FacetValues, describe, draw_facets
+from vipo_build.prompts.words import RenderText, draw_text
 from vipo_build.runtime.stage import Stage
 from vipo_build.runtime.vllm_engine import chat_json, start_engine
 from vipo_build.seeding import derive_seed
@@ -34,24 +36,33 @@ class ExpansionRequest:
     seed_subject: str
     seed: int
     facets: FacetValues = ()
+    text: RenderText | None = None  # the words to render, for categories with `words`
 
 
 def unit_requests(category: Category, run_seed: int, unit: int, size: int) -> list[ExpansionRequest]:
-    """The fixed requests of one work unit: seed subjects, facets and sampling seeds depend only on (seed, category, unit)."""
+    """The fixed requests of one work unit: seed subjects, facets, texts and sampling seeds depend only on (seed, category, unit)."""
     rng = random.Random(derive_seed(run_seed, "subjects", category.name, unit))
     return [
         ExpansionRequest(category.name, unit, i, rng.choice(category.seeds), derive_seed(run_seed, "expand", category.name, unit, i),
-                         draw_facets(category, run_seed, unit, i))
+                         draw_facets(category, run_seed, unit, i), draw_text(category, run_seed, unit, i))
         for i in range(size)
     ]
 
 
-def first_round_draws(category: Category, run_seed: int, units: int, size: int) -> int:
-    """Distinct (seed subject, facet values) among the requests of a round's first `units` units."""
-    return len({(r.seed_subject, r.facets) for unit in range(units) for r in unit_requests(category, run_seed, unit, size)})
+def first_round_draws(category: Category, run_seed: int, units: int, size: int, subject_share: float | None = None) -> int:
+    """Distinct (seed subject, facet values, text to render) among the requests of a round's first
+    `units` units; a request the subject pass asks (at `subject_share`) counts as one of its own."""
+    draws, written = set(), 0
+    for unit in range(units):
+        for r in unit_requests(category, run_seed, unit, size):
+            if subject_share and subjects.writes_subject(run_seed, r, subject_share):
+                written += 1
+            else:
+                draws.add((r.seed_subject, r.facets, r.text))
+    return len(draws) + written
 
 
-def conversation(category: Category, subject: str, facets: FacetValues = ()) -> list[dict]:
+def conversation(category: Category, subject: str, facets: FacetValues = (), text: RenderText | None = None) -> list[dict]:
     medium = "text-to-image" if category.modality == "image" else "text-to-video"
     ask = "the prompt and the list of checkable constraints it contains"
     system = f"You write {medium} prompts. {category.expansion.instructions}"
@@ -60,7 +71,11 @@ def conversation(category: Category, subject: str, facets: FacetValues = ()) -> 
     if category.expansion.perturbation:
         system += f" Then write a perturbed copy of the prompt: {category.expansion.perturbation}"
         ask += ", the perturbed prompt and what the perturbation changed"
+    if text:
+        system += " Render the given text, in double quotes exactly as given, instead of any text the seed names."
     given = f"Seed subject: {subject}\n" + (f"Facets: {describe(facets)}\n" if facets else "")
+    if text:
+        given += f'Text to render: "{text.text}"\n'
     return [{"role": "system", "content": system}, {"role": "user", "content": f"{given}Answer in JSON: {ask}."}]
 
 
@@ -79,22 +94,56 @@ class ExpandStage(Stage):
 
     def __init__(self, stage: PromptStageConfig, seed: int):
         self.config, self.seed, self.resources = stage, seed, stage.pool
+        self.libraries: dict[str, subjects.SubjectLibrary] = {}  # by category, for the subject pass
 
     def setup(self) -> None:
         self.engine = start_engine(self.config.engine, self.seed, "prompts.engine")
 
     def process(self, batch: list[ExpansionWork]) -> list[list[dict | None]]:
-        """Each unit's answers (None where one is not valid JSON), in request order."""
+        """Each unit's answers (None where one is not valid JSON), in request order; an answer's
+        `subject` is the seed subject it was written from."""
+        subjects = [subject for unit in self.seed_subjects(batch) for subject in unit]
         conversations, seeds, schemas = [], [], []
         for work in batch:
             schema = expansion_schema(self.config.max_chars, work.category.expansion.perturbation is not None)
             for r in work.requests:
-                conversations.append(conversation(work.category, r.seed_subject, r.facets))
+                conversations.append(conversation(work.category, subjects[len(conversations)], r.facets, r.text))
                 seeds.append(r.seed)
                 schemas.append(schema)
         answers = chat_json(self.engine, conversations, seeds, schemas, self.config.temperature, self.config.max_tokens)
-        out, start = [], 0
-        for work in batch:
-            out.append(answers[start : start + len(work.requests)])
-            start += len(work.requests)
-        return out
+        answers = [None if a is None else a | {"subject": s} for a, s in zip(answers, subjects)]
+        return split_by_unit(batch, answers)
+
+    def seed_subjects(self, batch: list[ExpansionWork]) -> list[list[str]]:
+        """Each request's seed subject: written by the subject pass where it draws one and it is new, else the library's."""
+        chosen = [[r.seed_subject for r in work.requests] for work in batch]
+        settings = self.config.subjects
+        if settings is None:
+            return chosen
+        asked = [(u, i) for u, work in enumerate(batch) for i, r in enumerate(work.requests)
+                 if subjects.writes_subject(self.seed, r, settings.share)]
+        requests = [batch[u].requests[i] for u, i in asked]
+        answers = chat_json(self.engine, [subjects.subject_conversation(batch[u].category, self.seed, r, settings.examples)
+                                          for (u, _), r in zip(asked, requests)],
+                            [subjects.subject_seed(self.seed, r) for r in requests], subjects.subject_schema(settings.max_chars),
+                            self.config.temperature, settings.max_tokens) if asked else []
+        written: dict[tuple[int, int], str | None] = {key: (a or {}).get("subject") for key, a in zip(asked, answers)}
+        for u, work in enumerate(batch):
+            name = work.category.name
+            if name not in self.libraries:
+                self.libraries[name] = subjects.SubjectLibrary(work.category.seeds, settings.similarity,
+                                                                     settings.max_chars)
+            library = self.libraries[name]
+            units_asked = [i for i in range(len(work.requests)) if (u, i) in written]
+            for i, subject in zip(units_asked, library.novel([written[u, i] for i in units_asked])):
+                if subject is not None:
+                    chosen[u][i] = subject
+        return chosen
+
+
+def split_by_unit(batch: list[ExpansionWork], answers: list) -> list[list]:
+    out, start = [], 0
+    for work in batch:
+        out.append(answers[start : start + len(work.requests)])
+        start += len(work.requests)
+    return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vipo_build.records import FacetValue
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -69,6 +71,7 @@ class SampleJson(_Record):
     modality: str
     prompt_id: str
     seed_subject: str
+    facets: list[FacetValue] = Field(default_factory=list, description="The facet values the prompt was written for.")
     chosen: SampleSide
     rejected: SampleSide
     judge: SampleJudge
