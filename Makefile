@@ -2,10 +2,13 @@
 PY := .venv/bin/python
 TINY_MODELS := build/tiny-models
 
-.PHONY: setup tiny-models tiny test schema lock
+.PHONY: setup browser tiny-models tiny test schema lock
 
 setup:
 	@bash scripts/setup-cpu.sh
+
+browser:
+	@bash scripts/install-chromium.sh
 
 tiny-models: setup
 	@.venv/bin/vipo-build models make-tiny $(TINY_MODELS)
@@ -13,7 +16,7 @@ tiny-models: setup
 tiny: tiny-models
 	.venv/bin/vipo-build run pipelines/tiny.yaml
 
-test: tiny-models
+test: tiny-models browser
 	$(PY) -m pytest -q
 
 schema: setup

@@ -26,11 +26,11 @@ sys.path.insert(0, str(REPO))
 
 from tests.s3 import s3_server  # noqa: E402
 from vipo_build.config import PipelineConfig  # noqa: E402
-from vipo_build.root import RUN_JSON  # noqa: E402
+from vipo_build.layout import RUN_JSON, SHARDS_DIR  # noqa: E402
 from vipo_build.run import category_files, check_drift  # noqa: E402
 from vipo_build.runtime.storage import Storage  # noqa: E402
 from vipo_build.shards.plan import ShardPlan  # noqa: E402
-from vipo_build.shards.writer import SHARDS_DIR, committed_shards  # noqa: E402
+from vipo_build.shards.writer import committed_shards  # noqa: E402
 from vipo_build.status import root_status  # noqa: E402
 
 PAIRS_PER_SHARD = 8

@@ -22,14 +22,6 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 
-# The HTML report test opens reports in Debian's chromium through playwright (playwright's own
-# browser download needs a host this machine may not reach).
-if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  echo "installing chromium (apt)"
-  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >/dev/null \
-    || echo "warning: chromium could not be installed; only the HTML report test needs it" >&2
-fi
-
 # Point the venv's editable install at this checkout (cheap; skipped when it already does).
 here="$(pwd -P)/vipo_build/__init__.py"
 installed=$("$venv/bin/python" -I -c 'import vipo_build; print(vipo_build.__file__)' 2>/dev/null || true)  # -I: not from the cwd

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.sessions import run_in_session
 from vipo_build.config import load_config
 from vipo_build.models.tiny import make_tiny_models
 from vipo_build.shards.plan import ShardPlan
@@ -42,7 +43,8 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 def vipo(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vipo_build.cli", *args], capture_output=True, text=True, timeout=1500)
+    """The CLI in a session of its own: past its time it fails with its stacks, and leaves no Ray or vLLM process."""
+    return run_in_session([sys.executable, "-m", "vipo_build.cli", *args])
 
 
 @pytest.fixture(scope="session")

@@ -23,14 +23,16 @@ from vipo_build.audit.command import audit
 from vipo_build.audit.model import AuditReport
 from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
+from vipo_build.layout import LOCK, RUN_JSON, SHARDS_DIR
 from vipo_build.records import Candidate, Pair, Prompt, Verdict, Vote
-from vipo_build.root import RUN_JSON
 from vipo_build.run import category_files
 from vipo_build.runtime import cache
 from vipo_build.runtime.storage import Storage
 from vipo_build.schemas import render
 from vipo_build.shards.plan import ShardPlan
-from vipo_build.shards.writer import SHARDS_DIR, write_shard
+from vipo_build.shards.writer import write_shard
+from vipo_build.status import root_status
+from vipo_build.status import show as show_status
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "schemas" / "audit.schema.json"
@@ -94,9 +96,9 @@ def make_root(directory: Path, shards: int | None = None) -> Storage:
     return storage
 
 
-def run_audit(root: str, compare: str | None = None) -> tuple[int, str, AuditReport]:
+def run_audit(root: str, compare: str | None = None, width: int = 240) -> tuple[int, str, AuditReport]:
     sink = io.StringIO()
-    code = audit(root, TOLERANCE, compare, Console(file=sink, width=240))
+    code = audit(root, TOLERANCE, compare, Console(file=sink, width=width))
     report = AuditReport.model_validate_json(Storage(root).read_bytes("reports/audit.json"))
     return code, sink.getvalue(), report
 
@@ -109,7 +111,8 @@ def committed_manifests(directory: Path) -> pa.Table:
 def test_counts_equal_a_query_over_the_manifests(tmp_path):
     root = tmp_path / "root"
     storage = make_root(root, shards=3)
-    # a shard cut off before its commit record: data files only, never audited
+    # the run goes on: a shard it is writing has data files but no commit record yet, never audited
+    storage.write_bytes(LOCK, b"{}")
     config = tiny_pipeline()
     plan = ShardPlan.of(config)
     write_shard(storage, plan.shard_name(3), [make_pair(config, c, o) for c, o in plan.slots(3)])
@@ -190,6 +193,38 @@ def test_commit_record_that_disagrees_with_its_manifest_is_an_offender(tmp_path)
     assert {(o.kind, o.shard, o.category) for o in report.offenders} == {
         ("record_mismatch", "tiny-image-000002", "aesthetics"), ("record_mismatch", "tiny-image-000002", "composition"),
     }
+
+
+def test_a_shard_corrupted_after_the_run_is_named_and_fails_the_audit(tmp_path):
+    root = tmp_path / "root"
+    storage = make_root(root)
+    tar = root / SHARDS_DIR / "tiny-image-000001.tar"
+    tar.write_bytes(tar.read_bytes()[:-512])  # a truncated tar: its size no longer matches the commit record
+
+    code, out, report = run_audit(str(root))
+
+    assert code == 1
+    assert ("OFFENDER shard tiny-image-000001: data files without a valid commit record (corrupt or half-written; not "
+            "audited); `vipo-build verify ROOT` names the file, `--repair` lets a run rebuild it") in out
+    assert [(o.kind, o.shard) for o in report.offenders] == [("bad_shard", "tiny-image-000001")]
+    # while a run holds the lock, an incomplete shard is one being written: not an offender
+    storage.write_bytes(LOCK, b"{}")
+    code, _, report = run_audit(str(root))
+    assert report.run.shards.incomplete == ["tiny-image-000001"] and "bad_shard" not in {o.kind for o in report.offenders}
+
+
+def test_status_and_audit_fit_80_columns_with_every_figure_whole(tmp_path):
+    root = tmp_path / "root"
+    storage = make_root(root)
+    sink = io.StringIO()
+    show_status(root_status(storage), Console(file=sink, width=80))
+    code, audit_out, _ = run_audit(str(root), width=80)
+    for out in (sink.getvalue(), audit_out):
+        lines = out.splitlines()  # titles and the verdict may be longer: they name roots and are not wrapped
+        assert all(len(line) <= 80 for line in lines if line[:1] in "┏┃┡│└") and "…" not in out, out
+        table_rows = [line for line in lines if line.startswith("│ aesthetics ")]
+        assert table_rows and all(line.endswith("│") for line in table_rows), out  # one line per row, every cell on it
+    assert "dropped: #1 tie, #2 low_agreement" in sink.getvalue()  # in the order the judge checks them
 
 
 def test_html_renders_in_headless_chromium(tmp_path):

@@ -38,6 +38,12 @@ def test_bad_yaml(tmp_path: Path):
     assert result.output.startswith(f"error: {path}: line 3: bad YAML:")
 
 
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: tiny\n# caf\u00e9 in Latin-1\n".encode("latin-1"))
+    assert_error(run_cli("run", str(path)), f"{path}: line 2: not UTF-8 text (byte 16 is 0xe9); save the file as UTF-8")
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

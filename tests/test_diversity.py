@@ -19,8 +19,8 @@ from vipo_build.audit.diversity import (
     embedding_figures,
     near_duplicate_rate,
 )
+from vipo_build.layout import RUN_JSON
 from vipo_build.prompts.filter_config import NearDuplicateConfig
-from vipo_build.root import RUN_JSON
 
 SUBJECTS = ["lighthouse", "fox", "teapot", "violin", "glacier", "bicycle", "orchard", "robot", "cathedral", "octopus",
             "desert", "train", "library", "waterfall", "kite", "castle", "market", "owl", "canyon", "harbor"]

@@ -15,12 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
+from vipo_build.runtime import endpoint
 from vipo_build.runtime.endpoint import (
     EndpointClient,
     EndpointConfig,
     EndpointError,
     backoff_delay,
-    chat_json,
     reask_seed,
     start_endpoint,
 )
@@ -151,7 +151,7 @@ def test_answers_come_back_parsed_in_request_order(server: FakeServer) -> None:
     # Later requests answer first: order must come from the request list, not from completion.
     server.state.script = lambda n, attempt, body: (time.sleep(0.02 * (5 - n % 5)), good(n, attempt, body))[1]
     client = EndpointClient(config(server))
-    answers = chat_json(client, conversations(20), list(range(20)), SCHEMA, 0.7, 64)
+    answers = client.chat_json(conversations(20), list(range(20)), SCHEMA, 0.7, 64)
     assert answers == [{"n": n, "winner": "A"} for n in range(20)]
     body = server.state.bodies[0]
     assert body["model"] == "judge" and body["temperature"] == 0.7 and body["max_tokens"] == 64
@@ -198,7 +198,7 @@ def test_malformed_answers_are_reasked_with_derived_seeds_then_dropped(server: F
     assert len(set(server.state.seeds[2])) == 3
 
 
-def test_server_errors_are_retried_with_the_same_seed(server: FakeServer) -> None:
+def test_server_errors_are_retried_with_the_same_seed(server: FakeServer, monkeypatch) -> None:
     def script(n: int, attempt: int, body: dict) -> tuple[int, str]:
         if n == 0 and attempt == 1:
             return 500, "boom"
@@ -211,7 +211,8 @@ def test_server_errors_are_retried_with_the_same_seed(server: FakeServer) -> Non
         return good(n, attempt, body)
 
     server.state.script = script
-    start = time.monotonic()
+    waits = []
+    monkeypatch.setattr(endpoint, "backoff_delay", lambda settings, seed, retry: waits.append((seed, retry)) or 0.0)
     outcomes = ask(EndpointClient(config(server, max_retries=2, backoff_s=0.1, max_backoff_s=1)), 3)
     assert [(o.answer, o.attempts, o.reason, o.detail) for o in outcomes] == [
         ({"n": 0, "winner": "A"}, 3, None, ""),
@@ -219,8 +220,8 @@ def test_server_errors_are_retried_with_the_same_seed(server: FakeServer) -> Non
         (None, 1, "endpoint_error", "HTTP 400"),
     ]
     assert server.state.seeds[0] == [1000, 1000, 1000]
-    # Request 0 waited out two backoffs: at least half of 0.1 s, then half of 0.2 s.
-    assert time.monotonic() - start >= 0.15
+    # Requests 0 and 1 each waited out a first and a second backoff before asking again; 2 none.
+    assert sorted(waits) == sorted([(1000, 1), (1000, 2), (server.state.seeds[1][0], 1), (server.state.seeds[1][0], 2)])
 
 
 def test_timed_out_requests_are_retried(server: FakeServer) -> None:
@@ -284,7 +285,7 @@ def test_works_when_called_inside_a_running_event_loop(server: FakeServer) -> No
     client = EndpointClient(config(server))
 
     async def from_async_code() -> list[dict | None]:
-        return chat_json(client, conversations(3), [1, 2, 3], SCHEMA, 1.0, 64)
+        return client.chat_json(conversations(3), [1, 2, 3], SCHEMA, 1.0, 64)
 
     assert asyncio.run(from_async_code()) == [{"n": n, "winner": "A"} for n in range(3)]
 

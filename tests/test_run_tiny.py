@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from tests.conftest import vipo, write_config
+from vipo_build import drops
 
 CATEGORIES = ["aesthetics", "composition", "text_image_alignment", "text_rendering", "human_quality",
               "motion_quality", "visual_quality", "video_text_alignment"]
@@ -65,6 +66,7 @@ def test_counts_agree_everywhere(tiny_run):
     for figures in summary["categories"].values():
         assert figures["written"] == figures["planned"] == 1
         assert figures["kept"] >= 1 and figures["prompts_requested"] >= figures["kept"] + sum(figures["dropped"].values())
+        assert list(figures["dropped"]) == [r for r in drops.NAMES if r in figures["dropped"]]  # known reasons, in pipeline order
     assert set(summary["stages"]) == {"prompts", "judge:tiny-vlm", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan", "shards"}
 
 

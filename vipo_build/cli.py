@@ -13,6 +13,7 @@ from rich.table import Table
 
 from vipo_build.calibration import DEFAULT_GOLD_FLOOR
 from vipo_build.errors import VipoError
+from vipo_build.layout import RUN_JSON, SUMMARY_JSON
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 models_app = typer.Typer(no_args_is_help=True, help="Models the pipelines use.")
@@ -73,7 +74,7 @@ def gc_command(
 
     try:
         storage = open_root(root)
-        if not storage.exists("run.json"):
+        if not storage.exists(RUN_JSON):
             raise VipoError(f"{root}: no run.json: not a vipo-build dataset root (or not started yet)")
         if dry_run:
             garbage = cache_gc.collect(storage, dry_run=True)
@@ -119,9 +120,9 @@ def cost_plan_of(config_path: Path, gpus: int | None, gpu_memory_gb: float | Non
     measured = {}
     if from_root:
         storage = open_root(from_root)
-        if not storage.exists("summary.json"):
+        if not storage.exists(SUMMARY_JSON):
             raise VipoError(f"{from_root}: no summary.json: not a finished (or stopped) run's root")
-        measured = measured_rates(json.loads(storage.read_bytes("summary.json")), config)
+        measured = measured_rates(json.loads(storage.read_bytes(SUMMARY_JSON)), config)
     return config, make_plan(config, gpus, gpu_memory_gb or config.ray.gpu_memory_gb, config.ray.cluster_cpus, measured)
 
 

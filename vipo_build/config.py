@@ -13,19 +13,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_core import to_jsonable_python
 
-from vipo_build.errors import VipoError
+from vipo_build.errors import VipoError, read_utf8
 from vipo_build.prompts.categories import Category, Modality, known_categories, load_category
 from vipo_build.prompts.filter_config import PromptFilterConfig
 from vipo_build.runtime.endpoint import EndpointConfig
+from vipo_build.strict import RUNTIME_ONLY, StrictModel
 
 PairStrategy = Literal["cross_model", "cross_seed", "perturbed"]
 ImageFormat = Literal["jpg", "png", "webp"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def unique_names(kind: str, items: list) -> list:
@@ -53,7 +51,7 @@ def check_facet_shares(name: str, category: Category, shares: dict[str, dict[str
             raise ValueError(f"categories.{name}.facet_shares.{facet}: shares add up to {sum(values.values()):g}, more than 1")
 
 
-class PoolConfig(Strict):
+class PoolConfig(StrictModel):
     """A Ray actor pool: the model is loaded once per actor."""
 
     actors: int = Field(1, ge=1, description="Number of actors (model replicas) in the pool.")
@@ -67,7 +65,7 @@ class PoolConfig(Strict):
     call_timeout_s: float | None = Field(None, gt=0, description="Seconds a call may run before its actor is replaced and the call retried; default: no limit.")
 
 
-class EngineConfig(Strict):
+class EngineConfig(StrictModel):
     """A vLLM engine (`vllm.LLM`) serving a model."""
 
     model: str = Field(description="Hub id (org/name) or local directory (absolute, or relative to the config file).")
@@ -78,7 +76,7 @@ class EngineConfig(Strict):
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans.")
     enforce_eager: bool = Field(False, description="Skip CUDA graph capture (faster start, slower decode).")
     gpu_seconds_per_request: float | None = Field(
-        None, gt=0, description="GPU-seconds one request takes at full concurrency, for `vipo-build plan`; default: the "
+        None, gt=0, json_schema_extra=RUNTIME_ONLY, description="GPU-seconds one request takes at full concurrency, for `vipo-build plan`; default: the "
         "registry's figure for the model.")
     options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments for vllm.LLM, passed as-is.")
     endpoint: EndpointConfig | None = Field(
@@ -86,7 +84,7 @@ class EngineConfig(Strict):
         "actors; `model` then only names it in the records. The actors need no GPU (pool.num_gpus: 0).")
 
 
-class CategoryConfig(Strict):
+class CategoryConfig(StrictModel):
     """How many pairs of one category the dataset holds."""
 
     pairs: int | None = Field(None, ge=1, description="Kept pairs of this category; default: total_pairs times share.")
@@ -102,7 +100,7 @@ class CategoryConfig(Strict):
     )
 
 
-class SubjectPassConfig(Strict):
+class SubjectPassConfig(StrictModel):
     """The subject pass: the prompt LLM first writes new seed subjects for some requests, for their facet values."""
 
     share: float = Field(gt=0, le=1, description="Share of requests whose seed subject the LLM writes (drawn per request); "
@@ -114,11 +112,11 @@ class SubjectPassConfig(Strict):
     max_tokens: int = Field(64, ge=8, description="Token limit of one subject answer.")
 
 
-class PromptStageConfig(Strict):
+class PromptStageConfig(StrictModel):
     """Prompt expansion: an instruction LLM turns seed subjects into detailed prompts."""
 
     engine: EngineConfig
-    pool: PoolConfig = Field(default_factory=PoolConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig, json_schema_extra=RUNTIME_ONLY)
     subjects: SubjectPassConfig | None = Field(None, description="Write new seed subjects first (off: library subjects only).")
     overgen: float = Field(1.5, ge=1, description="Prompts expanded per planned pair in the first round.")
     max_rounds: int = Field(5, ge=1, description="Expansion rounds before a category that misses its quota fails the run.")
@@ -129,7 +127,7 @@ class PromptStageConfig(Strict):
                                         description="Checks an expanded prompt must pass to be kept (lint, safety, dedup).")
 
 
-class GeneratorConfig(Strict):
+class GeneratorConfig(StrictModel):
     """One generator: a diffusers pipeline and its sampling settings."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Name recorded with every candidate.")
@@ -142,8 +140,8 @@ class GeneratorConfig(Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = Field("bfloat16", description="Weights dtype.")
     batch_size: int = Field(4, ge=1, description="Prompts per pipeline call.")
     call_options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments for the pipeline call, passed as-is.")
-    compile: bool = Field(False, description="torch.compile the denoiser (transformer or UNet): slower start, faster steps.")
-    cpu_offload: bool = Field(False, description="Keep idle components in CPU memory (diffusers model CPU offload), for GPUs too small for the whole pipeline.")
+    compile: bool = Field(False, json_schema_extra=RUNTIME_ONLY, description="torch.compile the denoiser (transformer or UNet): slower start, faster steps.")
+    cpu_offload: bool = Field(False, json_schema_extra=RUNTIME_ONLY, description="Keep idle components in CPU memory (diffusers model CPU offload), for GPUs too small for the whole pipeline.")
     first_block_cache: float | None = Field(
         None, gt=0, lt=1, description="diffusers' first-block cache at this threshold: a step whose first denoiser block "
         "output changed less than this reuses the rest of the last step's (fewer full passes; the pixels change, so it "
@@ -152,9 +150,9 @@ class GeneratorConfig(Strict):
         False, description="Store the denoiser's weights in float8 (diffusers' layerwise casting), computing in `dtype`: "
         "about half its memory, a little slower per step; the pixels change, so it counts in the drift check.")
     gpu_seconds_per_candidate: float | None = Field(
-        None, gt=0, description="GPU-seconds one candidate takes, for `vipo-build plan`; default: the registry's cost "
+        None, gt=0, json_schema_extra=RUNTIME_ONLY, description="GPU-seconds one candidate takes, for `vipo-build plan`; default: the registry's cost "
         "figure scaled to this size, frames and steps.")
-    pool: PoolConfig = Field(default_factory=PoolConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig, json_schema_extra=RUNTIME_ONLY)
 
     @model_validator(mode="before")
     @classmethod
@@ -166,21 +164,21 @@ class GeneratorConfig(Strict):
         return apply_family_defaults(data)
 
 
-class ImageOutputConfig(Strict):
+class ImageOutputConfig(StrictModel):
     width: int = Field(1024, ge=16, multiple_of=16)
     height: int = Field(1024, ge=16, multiple_of=16)
     format: ImageFormat = "jpg"
     quality: int = Field(95, ge=1, le=100, description="JPEG/WebP quality.")
 
 
-class VideoOutputConfig(Strict):
+class VideoOutputConfig(StrictModel):
     width: int = Field(1280, ge=16, multiple_of=16)
     height: int = Field(720, ge=16, multiple_of=16)
     frames: int = Field(81, ge=1, description="Frames per clip (Wan wants 4k+1).")
     fps: int = Field(16, ge=1)
 
 
-class GenerateStageConfig(Strict):
+class GenerateStageConfig(StrictModel):
     """Candidate generation."""
 
     unit_size: int = Field(16, ge=1, description="Prompts per work unit (generated and judged as one batch).")
@@ -197,18 +195,18 @@ class GenerateStageConfig(Strict):
         return unique_names("generator", generators)
 
 
-class JudgeEngineConfig(Strict):
+class JudgeEngineConfig(StrictModel):
     """One judge of the panel: a VLM served by vLLM in its own actor pool."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="Names its votes, its cache files and its pool (judge:{name}).")
     engine: EngineConfig
-    pool: PoolConfig = Field(default_factory=PoolConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig, json_schema_extra=RUNTIME_ONLY)
 
 
 PanelRule = Literal["all_agree", "pooled"]
 
 
-class JudgeStageConfig(Strict):
+class JudgeStageConfig(StrictModel):
     """Pairwise judging by one or more VLMs, each with the same protocol: both orders, k votes per order."""
 
     engines: list[JudgeEngineConfig] = Field(min_length=1, description="The judges; each judges every pair in its own pool.")
@@ -230,14 +228,14 @@ class JudgeStageConfig(Strict):
         return unique_names("judge", engines)
 
 
-class ShardConfig(Strict):
+class ShardConfig(StrictModel):
     name: str = Field("vipo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="Shard file prefix.")
     pairs_per_shard: int = Field(1000, ge=1)
     pool: PoolConfig = Field(default_factory=lambda: PoolConfig(num_cpus=0.5),
-                             description="Shard writers (CPU actors reading the unit caches).")
+                             json_schema_extra=RUNTIME_ONLY, description="Shard writers (CPU actors reading the unit caches).")
 
 
-class RayConfig(Strict):
+class RayConfig(StrictModel):
     address: str | None = Field(None, description="Cluster address; default: $RAY_ADDRESS, else a local Ray.")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray (default: all).")
     object_store_mb: int | None = Field(None, ge=78, description="Object store size of a local Ray.")
@@ -251,7 +249,7 @@ class RayConfig(Strict):
     cluster_cpus: int | None = Field(None, ge=1, description="CPUs of that cluster.")
 
 
-class AuditConfig(Strict):
+class AuditConfig(StrictModel):
     """Floors on the judge's quality over every judged pair and on the prompts' diversity: `vipo-build audit`
     exits 1 naming each category beyond one."""
 
@@ -266,20 +264,20 @@ class AuditConfig(Strict):
     max_mean_similarity: float | None = Field(None, ge=-1, le=1, description="Most mean cosine similarity of a category's sampled prompts' embeddings.")
 
 
-class PipelineConfig(Strict):
+class PipelineConfig(StrictModel):
     """A vipo-build pipeline."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
     seed: int = Field(0, ge=0, description="Seed of every random choice; same config and seed give the same dataset.")
-    output: str = Field(description="Dataset root: a local path (relative to the config file) or any fsspec URL.")
+    output: str = Field(json_schema_extra=RUNTIME_ONLY, description="Dataset root: a local path (relative to the config file) or any fsspec URL.")
     total_pairs: int | None = Field(None, ge=1, description="Total kept pairs, split by category shares.")
     categories: dict[str, CategoryConfig] = Field(min_length=1, description="Categories (files in prompts/) and quotas.")
     prompts: PromptStageConfig
     generate: GenerateStageConfig
     judge: JudgeStageConfig
     shards: ShardConfig = Field(default_factory=ShardConfig)
-    ray: RayConfig = Field(default_factory=RayConfig)
-    audit: AuditConfig = Field(default_factory=AuditConfig)
+    ray: RayConfig = Field(default_factory=RayConfig, json_schema_extra=RUNTIME_ONLY)
+    audit: AuditConfig = Field(default_factory=AuditConfig, json_schema_extra=RUNTIME_ONLY)
 
     @field_validator("categories")
     @classmethod
@@ -360,28 +358,26 @@ class PipelineConfig(Strict):
         return hashlib.sha256(json.dumps(output_fields(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-# Fields that only change how fast a run goes, never what it writes.
-# Where and how fast the work runs, never what it produces (an endpoint's model and re-asks do count).
-RUNTIME_ONLY = ("pool", "ray", "audit", "output", "compile", "cpu_offload", "gpu_seconds_per_candidate", "gpu_seconds_per_request", "base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries",
-                "backoff_s", "max_backoff_s", "wait_for_server_s")
-
-
 def output_fields(config: PipelineConfig) -> dict[str, Any]:
-    """The config as a flat {dotted.path: value} dict without the runtime-only fields."""
+    """The config as a flat {dotted.path: value} dict without its runtime-only fields (marked
+    RUNTIME_ONLY where they are declared; free-form dicts such as `options` are kept whole)."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
+        if isinstance(value, BaseModel):
+            for name, info in type(value).model_fields.items():
+                if info.json_schema_extra != RUNTIME_ONLY:
+                    walk(f"{prefix}.{name}" if prefix else name, getattr(value, name))
+        elif isinstance(value, dict):
             for key, sub in value.items():
-                if key not in RUNTIME_ONLY:
-                    walk(f"{prefix}.{key}" if prefix else str(key), sub)
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
+                walk(f"{prefix}.{key}", sub)
+        elif isinstance(value, list) and value and isinstance(value[0], (dict, BaseModel)):
             for i, sub in enumerate(value):
                 walk(f"{prefix}[{i}]", sub)
         else:
-            flat[prefix] = value
+            flat[prefix] = to_jsonable_python(value)
 
-    walk("", config.model_dump(mode="json"))
+    walk("", config)
     return flat
 
 
@@ -416,7 +412,7 @@ def load_config(path: str | Path) -> tuple[PipelineConfig, Path]:
     if not path.is_file():
         raise VipoError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_utf8(path))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""

@@ -5,24 +5,22 @@ from __future__ import annotations
 import hashlib
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from vipo_build import drops
 from vipo_build.prompts.categories import Modality
+from vipo_build.strict import StrictModel
 
 Winner = Literal["A", "B", "tie"]
 Order = Literal["AB", "BA"]
 
 
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FacetValue(Record):
+class FacetValue(StrictModel):
     facet: str
     value: str
 
 
-class Prompt(Record):
+class Prompt(StrictModel):
     """One expanded prompt; `unit` and `index` place it in its category's fixed work units."""
 
     id: str = Field(description="Stable id: {category}-u{unit}-p{index}.")
@@ -43,7 +41,7 @@ class Prompt(Record):
     expansion_model: str
 
 
-class CandidateSpec(Record):
+class CandidateSpec(StrictModel):
     """What to generate: everything that determines a candidate's pixels."""
 
     prompt_id: str
@@ -73,7 +71,7 @@ class Candidate(CandidateSpec):
         return self
 
 
-class Vote(Record):
+class Vote(StrictModel):
     """One judge answer, mapped back to candidate sides."""
 
     judge: str = Field(description="The judge (judge.engines[].name) that gave it.")
@@ -85,7 +83,7 @@ class Vote(Record):
     valid: bool = True
 
 
-class PanelVerdict(Record):
+class PanelVerdict(StrictModel):
     """One judge's own verdict on a pair judged by several."""
 
     judge: str
@@ -96,12 +94,12 @@ class PanelVerdict(Record):
     order_consistent: bool
 
 
-class Verdict(Record):
+class Verdict(StrictModel):
     """The aggregated judgement of one pair and why it was kept or dropped."""
 
     pair_id: str
     kept: bool
-    reason: str = Field(description="kept, below_resolution, too_few_frames, judge_error, tie, order_inconsistent, low_agreement, critical_conflict or judges_disagree.")
+    reason: str = Field(description=f"kept, or why not: {', '.join((*drops.of_step('generate'), *drops.of_step('judge')))}.")
     chosen_side: int | None
     vote_share: float = Field(description="Votes for the winner over all votes.")
     order_consistent: bool = Field(description="Both presentation orders picked the same winner.")
@@ -112,7 +110,7 @@ class Verdict(Record):
                                       "when several judged the pair (judge.combine made this one of them); empty for one judge.")
 
 
-class Pair(Record):
+class Pair(StrictModel):
     """A kept pair, as written to a shard."""
 
     key: str = Field(description="Stable pair id: {category}-u{unit}-p{index}.")

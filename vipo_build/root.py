@@ -7,10 +7,9 @@ import json
 
 from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
+from vipo_build.layout import PROGRESS_JSON, RUN_JSON
 from vipo_build.runtime.storage import Storage
 
-RUN_JSON = "run.json"
-PROGRESS_JSON = "progress.json"  # this run's own rate, for `status` (ETA); not part of the dataset
 
 
 def open_root(root: str) -> Storage:

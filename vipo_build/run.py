@@ -20,6 +20,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -47,7 +48,8 @@ from vipo_build.shards.plan import ShardPlan
 from vipo_build.shards.stage import ShardWork, WriteShardStage
 from vipo_build.shards.writer import committed_shards
 from vipo_build import preflight, summary
-from vipo_build.root import PROGRESS_JSON, RUN_JSON, open_root, read_run_json
+from vipo_build.layout import PLAN_PARQUET, PROGRESS_JSON, RUN_JSON, SUMMARY_JSON
+from vipo_build.root import open_root, read_run_json
 
 MIN_KEEP_RATE = 0.02  # floor of the keep rate used to size later rounds
 
@@ -71,10 +73,17 @@ def prepare(config_path: str | Path, out: str | None) -> tuple[PipelineConfig, S
 
 
 def category_files(config: PipelineConfig) -> dict[str, str]:
-    """sha256 of each data file used: seeds, instructions, rubric and blocklists change the output too."""
+    """sha256 of each data file used: seeds, instructions, rubric, vocabularies and blocklists change the output too."""
     files = [f"{name}.yaml" for name in config.categories]
+    files += [vocabulary for name in config.categories if (vocabulary := vocabulary_file(name))]
     files += [f"blocklists/{language}.txt" for language in config.prompts.filters.safety.blocklists]
     return {f"prompts/{name}": hashlib.sha256((CATEGORIES_DIR / name).read_bytes()).hexdigest() for name in files}
+
+
+def vocabulary_file(category: str) -> str | None:
+    """The vocabulary file a category file names (`words.vocabulary`), if any."""
+    words = yaml.safe_load((CATEGORIES_DIR / f"{category}.yaml").read_text(encoding="utf-8")).get("words") or {}
+    return words.get("vocabulary")
 
 
 def check_drift(storage: Storage, config: PipelineConfig) -> bool:
@@ -109,7 +118,7 @@ def run(config_path: str | Path, out: str | None, console: Console, retry_failed
         committed = committed_shards(storage)
         if not started:
             # run.json last: it marks the root as started, so everything else a start writes is there.
-            storage.write_table("plan.parquet", plan.table())
+            storage.write_table(PLAN_PARQUET, plan.table())
             failpoints.reached("root.plan_written")
             record = {"config": config.model_dump(mode="json"), "config_hash": config.output_hash(),
                       "category_files": category_files(config), "version": __version__}
@@ -328,7 +337,7 @@ class Run:
                 "or prompts.overgen, or lower judge.threshold"
             )
         result = summary.build(self, time.perf_counter() - started)
-        self.storage.write_bytes("summary.json", json.dumps(result, indent=1, sort_keys=True).encode())
+        self.storage.write_bytes(SUMMARY_JSON, json.dumps(result, indent=1, sort_keys=True).encode())
         summary.show(result, self.console)
         if failures:  # after the summary: the run did all it could
             raise UnitsFailed(self.storage.url, failures)

@@ -11,15 +11,17 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
+from vipo_build import drops
 from vipo_build.errors import VipoError
 from vipo_build.judge.agreement import AgreementTally, DatasetAgreement
 from vipo_build.judge import panel
 from vipo_build.runtime import cache
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.plan import ShardPlan
-from vipo_build.root import PROGRESS_JSON, RUN_JSON, read_run_json
-from vipo_build.runtime.lock import LOCK
-from vipo_build.shards.writer import SHARDS_DIR, committed_shards, pairs_written
+from vipo_build.layout import LOCK, PROGRESS_JSON, RUN_JSON, SHARDS_DIR, SUMMARY_JSON
+from vipo_build.root import read_run_json
+from vipo_build.shards.writer import committed_shards, pairs_written
+from vipo_build.summary import drop_reasons
 
 
 def root_status(storage: Storage, judge: bool = False) -> dict:
@@ -64,10 +66,10 @@ def root_status(storage: Storage, judge: bool = False) -> dict:
             "kept": reasons.pop("kept", 0),
             "units_judged": len(judged),
             "expansion_rounds": len(rounds),
-            "dropped": dict(sorted(reasons.items())),
+            "dropped": drops.in_order(reasons),
         }
     names = [plan.shard_name(s) for s in range(plan.num_shards)]
-    summary = json.loads(storage.read_bytes("summary.json")) if storage.exists("summary.json") else None
+    summary = json.loads(storage.read_bytes(SUMMARY_JSON)) if storage.exists(SUMMARY_JSON) else None
     return {
         "root": storage.url,
         "name": config.name,
@@ -122,13 +124,14 @@ def show(status: dict, console: Console) -> None:
         eta = f"{r['eta_seconds'] // 3600}h{r['eta_seconds'] % 3600 // 60:02d}m"
         console.print(f"{r['pairs_per_hour']:.0f} pairs/h, {r['shards_per_hour']:.1f} shards/h (at {r['measured_at']}); "
                       f"ETA at that rate: {eta}")
-    table = Table()
-    for column in ("category", "planned", "written", "kept", "units judged", "rounds", "dropped"):
-        table.add_column(column, justify="left" if column in ("category", "dropped") else "right")
+    reasons, caption = drop_reasons(status["categories"])
+    table = Table(caption=caption)
+    table.add_column("category", no_wrap=True)
+    for column in ("planned", "written", "kept", "units", "rounds", *(f"#{i}" for i in range(1, len(reasons) + 1))):
+        table.add_column(column, justify="right")
     for name, c in status["categories"].items():
-        dropped = ", ".join(f"{k} {v}" for k, v in c["dropped"].items()) or "-"
         table.add_row(name, str(c["planned"]), str(c["written"]), str(c["kept"]), str(c["units_judged"]),
-                      str(c["expansion_rounds"]), dropped)
+                      str(c["expansion_rounds"]), *(str(c["dropped"].get(r, 0)) for r in reasons))
     console.print(table)
     if status["diversity"]:
         console.print("last run, distinct seed subjects / facet combinations of the kept pairs: " + ", ".join(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from vipo_build import drops
 from vipo_build.judge.agreement import AgreementTally, DatasetAgreement
 from vipo_build.shards.writer import pairs_written
 
@@ -29,7 +30,7 @@ def build(run: Run, seconds: float) -> dict:
                 "prompts_requested": state.requested * run.unit_size,
                 "units": state.requested,
                 "rounds": len(state.rounds),
-                "dropped": dict(sorted(state.drops.items())),
+                "dropped": drops.in_order(state.drops),
                 "distinct_subjects": len(state.subjects),
                 "facet_combinations": len(state.combinations),
             }
@@ -45,13 +46,17 @@ def build(run: Run, seconds: float) -> dict:
     }
 
 
+def drop_reasons(categories: dict[str, dict]) -> tuple[list[str], str | None]:
+    """The drop reasons of the categories' "dropped" counts, shown as columns #1, #2... (a table of
+    reason names would not fit 80 columns), and the caption that names them."""
+    reasons = list(drops.in_order({r: 0 for c in categories.values() for r in c["dropped"]}))
+    return reasons, (f"dropped: {', '.join(f'#{i} {r}' for i, r in enumerate(reasons, 1))}" if reasons else None)
+
+
 def show(result: dict, console: Console) -> None:
     categories = result["categories"]
-    reasons = sorted({r for c in categories.values() for r in c["dropped"]})
-    pairs = Table(
-        title=f"Pairs ({result['shards']['committed']}/{result['shards']['planned']} shards committed)",
-        caption=f"dropped: {', '.join(f'#{i} {r}' for i, r in enumerate(reasons, 1))}" if reasons else None,
-    )
+    reasons, caption = drop_reasons(categories)
+    pairs = Table(title=f"Pairs ({result['shards']['committed']}/{result['shards']['planned']} shards committed)", caption=caption)
     pairs.add_column("category", no_wrap=True)
     for column in ("plan", "written", "kept", "prompts", "subjects", "facet combos", *(f"#{i}" for i in range(1, len(reasons) + 1))):
         pairs.add_column(column, justify="right", min_width=len(column))

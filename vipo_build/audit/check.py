@@ -119,6 +119,16 @@ def facet_share_offenders(run: RunAudit) -> list[Offender]:
     ]
 
 
+def bad_shard_offenders(run: RunAudit) -> list[Offender]:
+    """Shards whose files no longer match their commit record (or never got one) while no run writes them."""
+    if run.shards.running:
+        return []
+    return [Offender(root=run.root, kind="bad_shard", category=None, shard=shard, deviation_pp=None,
+                     message=f"shard {shard}: data files without a valid commit record (corrupt or half-written; not "
+                             "audited); `vipo-build verify ROOT` names the file, `--repair` lets a run rebuild it")
+            for shard in run.shards.incomplete]
+
+
 def offenders(run: RunAudit, tolerance_pct: float) -> list[Offender]:
     return (category_offenders(run, tolerance_pct) + shard_offenders(run, tolerance_pct) + judge_offenders(run)
-            + diversity_offenders(run) + facet_share_offenders(run))
+            + diversity_offenders(run) + facet_share_offenders(run) + bad_shard_offenders(run))

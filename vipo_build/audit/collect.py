@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 from vipo_build.audit.diversity import PROMPT_COLUMNS, CategoryPrompts, collect_prompts
 from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
-from vipo_build.root import RUN_JSON, open_root, read_run_json
+from vipo_build.layout import CALIBRATION_REPORT, PLAN_PARQUET, RUN_JSON, SHARDS_DIR
+from vipo_build.root import open_root, read_run_json
 from vipo_build.runtime.storage import Storage
-from vipo_build.shards.writer import MANIFEST_SCHEMA, SHARDS_DIR, committed_shards
-from vipo_build.calibration.report import REPORT_JSON as CALIBRATION_JSON, CalibrationReport
+from vipo_build.shards.writer import MANIFEST_SCHEMA, committed_shards
+from vipo_build.calibration.report import CalibrationReport
 from vipo_build.status import root_status
 
-PLAN_PARQUET = "plan.parquet"
 MANIFEST_BATCH = 64  # manifests held in memory as bytes at once
 MANIFEST_COLUMNS = [
     "shard", "category", "chosen_generator", "rejected_generator", "width", "height", "frames",
@@ -60,8 +60,8 @@ def read_root(root: str) -> RootContents:
         records=records,
         manifests=manifests,
         status=root_status(storage, judge=True),
-        calibration=(CalibrationReport.model_validate_json(storage.read_bytes(CALIBRATION_JSON))
-                     if storage.exists(CALIBRATION_JSON) else None),
+        calibration=(CalibrationReport.model_validate_json(storage.read_bytes(CALIBRATION_REPORT))
+                     if storage.exists(CALIBRATION_REPORT) else None),
         prompts=prompts,
     )
 

@@ -12,10 +12,11 @@ from vipo_build.audit.check import offenders
 from vipo_build.audit.collect import read_root
 from vipo_build.audit.model import AuditReport
 from vipo_build.audit.plots import render
-from vipo_build.audit.report import REPORTS_DIR, write_reports
+from vipo_build.audit.report import write_reports
 from vipo_build.audit.stats import compare_categories, run_audit
 from vipo_build.audit.terminal import show
 from vipo_build.errors import VipoError
+from vipo_build.layout import REPORTS_DIR
 
 
 def audit(root: str, tolerance_pct: float, compare: str | None, console: Console) -> int:

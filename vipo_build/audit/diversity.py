@@ -19,19 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from vipo_build.config import PipelineConfig
 from vipo_build.prompts.dedup import NearDuplicateIndex, normalise, stable_hash64
 from vipo_build.prompts.filter_config import NearDuplicateConfig
 from vipo_build.shards.facet_balance import EPSILON
+from vipo_build.strict import StrictModel
 
 NGRAM_ORDERS = (1, 2, 3)
 
 
-class FacetShare(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FacetShare(StrictModel):
     facet: str
     value: str
     pairs: int = Field(description="Committed pairs of the category with this value.")
@@ -41,9 +40,7 @@ class FacetShare(BaseModel):
                                                  "in the shard) of it; 0 when every shard is within one pair; None without a least share.")
 
 
-class CategoryDiversity(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CategoryDiversity(StrictModel):
     category: str
     pairs: int = Field(description="Committed pairs of the category.")
     distinct_subjects: int = Field(description="Distinct seed subjects over every committed pair.")
@@ -62,9 +59,7 @@ class CategoryDiversity(BaseModel):
                                                        "where the config sets one.")
 
 
-class Diversity(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Diversity(StrictModel):
     sample_size: int = Field(description="audit.diversity_sample: prompts per category the figures are computed on.")
     encoder: str | None = Field(description="The sentence-transformers model of the embedding figures; None without one.")
     encoder_missing: str | None = Field(description="A configured encoder directory that is not on this machine, so no embedding figures.")

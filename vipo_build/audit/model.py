@@ -8,21 +8,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from vipo_build.audit.diversity import Diversity
 from vipo_build.calibration.report import CalibrationReport
 from vipo_build.config import AuditConfig
 from vipo_build.judge.agreement import DatasetAgreement
+from vipo_build.strict import StrictModel
 
 SCORE_BIN_EDGES = [1.0 + 0.25 * i for i in range(17)]  # judge scores are means of 1-5 votes
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CategoryBalance(_Record):
+class CategoryBalance(StrictModel):
     category: str
     pairs: int = Field(description="Pairs of the category in the committed shards' manifests.")
     target: int = Field(description="Pairs the plan puts in the committed shards.")
@@ -33,7 +30,7 @@ class CategoryBalance(_Record):
     progress: float = Field(description="pairs / quota.")
 
 
-class ShardCategory(_Record):
+class ShardCategory(StrictModel):
     pairs: int = Field(description="Rows of the category in the shard's manifest.")
     recorded: int = Field(description="Pairs of the category in the shard's commit record.")
     planned: int = Field(description="Pairs of the category the plan gives the shard.")
@@ -42,7 +39,7 @@ class ShardCategory(_Record):
     deviation_pp: float = Field(description="share - planned_share, in percentage points.")
 
 
-class ShardBalance(_Record):
+class ShardBalance(StrictModel):
     shard: str
     pairs: int = Field(description="Rows of the shard's manifest.")
     planned: int | None = Field(description="Pairs the plan gives the shard; null for a shard the plan does not name.")
@@ -50,37 +47,37 @@ class ShardBalance(_Record):
     max_abs_deviation_pp: float
 
 
-class Matchup(_Record):
+class Matchup(StrictModel):
     chosen: str = Field(description="Generator of the chosen candidate.")
     rejected: str = Field(description="Generator of the rejected candidate.")
     pairs: int
 
 
-class GeneratorRecord(_Record):
+class GeneratorRecord(StrictModel):
     generator: str
     chosen: int = Field(description="Pairs against another generator where this one was chosen.")
     rejected: int = Field(description="Pairs against another generator where this one was rejected.")
     win_rate: float | None = Field(description="chosen / (chosen + rejected); null without cross-generator pairs.")
 
 
-class Generators(_Record):
+class Generators(StrictModel):
     matchups: list[Matchup] = Field(description="Pairs per (chosen, rejected) generator; equal names are cross-seed pairs.")
     generators: list[GeneratorRecord]
 
 
-class Agreement(_Record):
+class Agreement(StrictModel):
     category: str
     pairs: int
     mean_vote_share: float | None = Field(description="Mean share of judge votes for the chosen candidate.")
     order_consistent_rate: float | None = Field(description="Share of pairs whose winner did not depend on presentation order.")
 
 
-class StageProgress(_Record):
+class StageProgress(StrictModel):
     done: int
     total: int
 
 
-class CategoryFunnel(_Record):
+class CategoryFunnel(StrictModel):
     category: str
     judged: int = Field(description="Judged pairs: kept plus dropped.")
     kept: int
@@ -88,7 +85,7 @@ class CategoryFunnel(_Record):
     dropped: dict[str, int] = Field(description="Dropped pairs by reason.")
 
 
-class Funnel(_Record):
+class Funnel(StrictModel):
     """From the run's caches (as `vipo-build status` reads them), not from the shards."""
 
     prompts_requested: int = Field(description="Prompts asked of the expansion LLM.")
@@ -104,25 +101,25 @@ class Funnel(_Record):
     categories: list[CategoryFunnel]
 
 
-class Resolution(_Record):
+class Resolution(StrictModel):
     width: int
     height: int
     pairs: int
 
 
-class ClipLength(_Record):
+class ClipLength(StrictModel):
     frames: int = Field(description="1 for images.")
     pairs: int
 
 
-class Media(_Record):
+class Media(StrictModel):
     """Of the chosen candidate (both sides of a pair share resolution and length)."""
 
     resolutions: list[Resolution]
     clip_lengths: list[ClipLength]
 
 
-class DimensionScores(_Record):
+class DimensionScores(StrictModel):
     dimension: str
     pairs: int = Field(description="Pairs scored on this dimension.")
     chosen_mean: float
@@ -131,24 +128,25 @@ class DimensionScores(_Record):
     rejected_histogram: list[int]
 
 
-class Scores(_Record):
+class Scores(StrictModel):
     bin_edges: list[float] = Field(description="Histogram bin edges; the last bin includes its right edge.")
     dimensions: list[DimensionScores]
 
 
-class ShardCounts(_Record):
+class ShardCounts(StrictModel):
     planned: int
     committed: int
     incomplete: list[str] = Field(description="Shards with data files but no valid commit record (not audited).")
+    running: bool = Field(description="A run holds the root's lock: its incomplete shards may be being written.")
 
 
-class PairCounts(_Record):
+class PairCounts(StrictModel):
     committed: int = Field(description="Pairs in the committed shards' manifests.")
     target: int = Field(description="Pairs the plan puts in the committed shards.")
     planned: int = Field(description="Pairs in the whole planned dataset.")
 
 
-class RunAudit(_Record):
+class RunAudit(StrictModel):
     root: str
     name: str
     config_hash: str
@@ -169,17 +167,18 @@ class RunAudit(_Record):
 
 
 OffenceKind = Literal["category", "shard_mix", "record_mismatch", "unplanned_shard", "judge_quality", "diversity",
-                      "facet_share"]
+                      "facet_share", "bad_shard"]
 
 
-class Offender(_Record):
+class Offender(StrictModel):
     root: str
     kind: OffenceKind = Field(
         description="category: a category's share of the committed pairs; shard_mix: a category's share of one shard; "
         "record_mismatch: commit record and manifest disagree; unplanned_shard: a committed shard the plan does not name; "
         "judge_quality: the judge falls below a floor of the config's audit section on a category; "
         "diversity: a category's prompts fall beyond a diversity floor of the audit section; "
-        "facet_share: a facet value holds less than its least share (categories.<name>.facet_shares) overall or in a shard."
+        "facet_share: a facet value holds less than its least share (categories.<name>.facet_shares) overall or in a shard; "
+        "bad_shard: a shard has data files but no valid commit record and no run is writing it."
     )
     category: str | None
     shard: str | None
@@ -187,7 +186,7 @@ class Offender(_Record):
     message: str
 
 
-class ComparedCategory(_Record):
+class ComparedCategory(StrictModel):
     category: str
     pairs: int
     share: float
@@ -196,7 +195,7 @@ class ComparedCategory(_Record):
     difference_pp: float = Field(description="share - other_share, in percentage points.")
 
 
-class AuditReport(_Record):
+class AuditReport(StrictModel):
     """`vipo-build audit ROOT`: balance of the committed shards against the shard plan."""
 
     version: str = Field(description="vipo-build version that wrote the report.")

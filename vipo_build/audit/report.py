@@ -10,10 +10,9 @@ import json
 from vipo_build.audit.model import AuditReport
 from vipo_build.audit.plots import Plot
 from vipo_build.audit.tables import TextTable, comparison_table, run_tables
+from vipo_build.layout import PLOTS_DIR, REPORTS_DIR
 from vipo_build.runtime.storage import Storage
 
-REPORTS_DIR = "reports"
-PLOTS_DIR = f"{REPORTS_DIR}/plots"
 
 
 def verdict(report: AuditReport) -> str:

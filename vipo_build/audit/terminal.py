@@ -20,15 +20,39 @@ from vipo_build.audit.tables import (
 
 
 def print_table(table: TextTable, console: Console) -> None:
-    """The title on its own line (it names roots, which may be longer than the table is wide)."""
+    """The title on its own line (it names roots, which may be longer than the table is wide); a
+    table wider than the console is shown as several, each with the first column, so that no
+    figure is cut short and every row stays on one line."""
     console.print(table.title, markup=False, highlight=False, soft_wrap=True)
-    shown = Table()
-    for i, column in enumerate(table.header):
-        shown.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
-    for i, row in enumerate(table.rows):
-        flag = i < len(table.flagged) and table.flagged[i]
-        shown.add_row(*row, style="bold red" if flag else None)
-    console.print(shown)
+    for group in column_groups(table, console.width):
+        shown = Table()
+        for i in (0, *group):
+            width = cell_width(table, i)
+            shown.add_column(table.header[i], justify="left" if i == 0 else "right", no_wrap=i == 0, min_width=width,
+                             max_width=width)
+        for i, row in enumerate(table.rows):
+            flag = i < len(table.flagged) and table.flagged[i]
+            shown.add_row(*(row[c] for c in (0, *group)), style="bold red" if flag else None)
+        console.print(shown)
+
+
+def cell_width(table: TextTable, column: int) -> int:
+    """The widest cell of a column, or its longest header word (headers may wrap, figures may not)."""
+    return max([len(word) for word in table.header[column].split()] + [len(row[column]) for row in table.rows])
+
+
+def column_groups(table: TextTable, width: int) -> list[list[int]]:
+    """The columns after the first, packed in order into groups that fit `width` beside the first."""
+    padded = [cell_width(table, c) + 3 for c in range(len(table.header))]  # a space either side and a border
+    groups: list[list[int]] = [[]]
+    used = padded[0] + 1
+    for column in range(1, len(table.header)):
+        if groups[-1] and used + padded[column] > width:
+            groups.append([])
+            used = padded[0] + 1
+        groups[-1].append(column)
+        used += padded[column]
+    return groups
 
 
 def show(report: AuditReport, console: Console) -> None:

@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from vipo_build.errors import VipoError
 from vipo_build.generate.encode import decode_image, decode_video_with_fps, encode_image, encode_video
+from vipo_build.strict import StrictModel
 
 GOLD_PREFIX = "gold-"  # a gold pair's key: the prefix and its source pair's key
 GOLD_JPEG_QUALITY = 90
@@ -43,9 +44,7 @@ def degraded_copy(media: bytes, fmt: str, seed: int) -> bytes:
     return encode_image(degrade_frame(np.asarray(decode_image(media)), seed), fmt, GOLD_JPEG_QUALITY)
 
 
-class GoldCheck(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class GoldCheck(StrictModel):
     answered: int = Field(description="Gold pairs the rater answered; a skip counts as a miss, since the loser is plain to see.")
     correct: int = Field(description="Of those, the ones where the rater picked the original.")
     accuracy: float | None

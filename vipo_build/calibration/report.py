@@ -13,14 +13,14 @@ import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
 from vipo_build.calibration import DEFAULT_GOLD_FLOOR
 from vipo_build.calibration.gold import GoldCheck, check_gold_floor, gold_checks
 from vipo_build.calibration.labels import read_labels
-from vipo_build.calibration.sample import SAMPLE_TABLE, SIDES, Sample, read_sample
+from vipo_build.calibration.sample import SIDES, Sample, read_sample
 from vipo_build.judge.agreement import (
     InterRater,
     RaterAccuracy,
@@ -30,22 +30,19 @@ from vipo_build.judge.agreement import (
     majority_label,
     mean_accuracy,
 )
+from vipo_build.layout import CALIBRATION_REPORT, SAMPLE_TABLE
 from vipo_build.runtime.storage import Storage
-
-REPORT_JSON = "reports/calibration.json"
-
-
-class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from vipo_build.strict import StrictModel
 
 
-class Excluded(_Doc):
+
+class Excluded(StrictModel):
     human_tie: int = Field(description="Raters split evenly between A and B.")
     all_skipped: int = Field(description="Every rater of the pair pressed skip.")
     unlabelled: int = Field(description="No label rows for the pair.")
 
 
-class GroupReport(_Doc):
+class GroupReport(StrictModel):
     pairs: int = Field(description="Sampled pairs in the group.")
     scored: int = Field(description="Pairs with a human majority: what judge accuracy and kappa are over.")
     excluded: Excluded
@@ -56,7 +53,7 @@ class GroupReport(_Doc):
     inter_rater: InterRater
 
 
-class CalibrationReport(_Doc):
+class CalibrationReport(StrictModel):
     sample: str
     labels: str
     label_rows: int = Field(description="Every answer, gold pairs and left-out raters included.")
@@ -77,7 +74,7 @@ def calibrate(root: str, labels_path: str, console: Console, gold_floor: float =
     storage = Storage(root)
     sample = read_sample(storage)
     report = score(sample, read_labels(labels_path, sample), posixpath.join(storage.url, SAMPLE_TABLE), labels_path, gold_floor)
-    storage.write_bytes(REPORT_JSON, report.model_dump_json(indent=1).encode())
+    storage.write_bytes(CALIBRATION_REPORT, report.model_dump_json(indent=1).encode())
     show(report, console)
     return report.model_dump(mode="json")
 

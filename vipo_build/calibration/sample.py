@@ -21,14 +21,13 @@ import pyarrow.parquet as pq
 
 from vipo_build.calibration.gold import degraded_copy, gold_key
 from vipo_build.errors import VipoError
+from vipo_build.layout import CALIBRATION_DIR, SAMPLE_TABLE, SHARDS_DIR
 from vipo_build.prompts.categories import load_category
 from vipo_build.runtime.storage import Storage, parquet_bytes
 from vipo_build.seeding import derive_seed
 from vipo_build.shards.verify import tar_samples
-from vipo_build.shards.writer import SHARDS_DIR, committed_shards
+from vipo_build.shards.writer import committed_shards
 
-CALIBRATION_DIR = "calibration"
-SAMPLE_TABLE = f"{CALIBRATION_DIR}/sample.parquet"
 SIDES = ("A", "B")
 
 SAMPLE_SCHEMA = pa.schema(

@@ -26,17 +26,19 @@ from urllib.parse import quote
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from rich.console import Console
 
 from vipo_build.calibration.assign import left_slot, next_pair, open_pairs
 from vipo_build.calibration.gold import check_gold_floor
 from vipo_build.calibration.report import score
-from vipo_build.calibration.sample import CALIBRATION_DIR, SAMPLE_TABLE, Sample, export_sample, read_sample
-from vipo_build.calibration.store import LABELS_DB, AlreadyAnswered, LabelStore
+from vipo_build.calibration.sample import Sample, export_sample, read_sample
+from vipo_build.calibration.store import AlreadyAnswered, LabelStore
 from vipo_build.errors import VipoError
+from vipo_build.layout import CALIBRATION_DIR, LABELS_DB, SAMPLE_TABLE
 from vipo_build.root import open_root
 from vipo_build.runtime.storage import Storage
+from vipo_build.strict import StrictModel
 
 RATER_ID = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 TOKEN_COOKIE = "vipo_token"
@@ -50,18 +52,14 @@ WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
-class Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Answer(StrictModel):
     rater: str = Field(pattern=RATER_ID)
     key: str = Field(max_length=512)
     pick: Literal["left", "right", "skip"]
     seconds: float = Field(ge=0, le=86_400, description="From the screen's media being shown to the answer.")
 
 
-class Undo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Undo(StrictModel):
     rater: str = Field(pattern=RATER_ID)
 
 
@@ -164,7 +162,7 @@ def _static(body: bytes, media_type: str):
 def default_db(storage: Storage, root: str) -> str:
     if not storage.is_local:
         raise VipoError(f"{root}: SQLite cannot live in an object store; give --db PATH for the label database")
-    return str(Path(storage.root) / CALIBRATION_DIR / LABELS_DB)
+    return str(Path(storage.root) / LABELS_DB)
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from vipo_build.errors import VipoError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-LABELS_DB = "labels.sqlite"  # in ROOT/calibration/ for a local root
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS answers (

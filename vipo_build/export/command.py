@@ -14,6 +14,7 @@ from vipo_build.export.formats import (PICKAPIC_SCHEMA, VIDEO_SCHEMA, SplitFiles
                                        video_row)
 from vipo_build.export.source import read_index, samples
 from vipo_build.export.split import achieved, assign, parse_split, targets
+from vipo_build.layout import SUMMARY_JSON
 from vipo_build.root import open_root, read_run_json
 from vipo_build.runtime.storage import Storage
 
@@ -80,7 +81,7 @@ def save_hf(target: Storage, summary: dict, root: Storage, name: str) -> None:
     with tempfile.TemporaryDirectory(prefix="vipo-export-") as cache:
         dataset: DatasetDict = load_dataset("parquet", data_files=files, features=hf_features(), cache_dir=cache)
         dataset.save_to_disk(target.url.rstrip("/") + "/disk")
-    summary_json = json.loads(root.read_bytes("summary.json")) if root.exists("summary.json") else {}
+    summary_json = json.loads(root.read_bytes(SUMMARY_JSON)) if root.exists(SUMMARY_JSON) else {}
     target.write_bytes("README.md", dataset_card(summary, summary_json.get("agreement"), name).encode())
 
 

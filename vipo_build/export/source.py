@@ -12,8 +12,9 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from vipo_build.audit.collect import read_manifests
 from vipo_build.errors import VipoError
+from vipo_build.layout import SHARDS_DIR
 from vipo_build.runtime.storage import Storage
-from vipo_build.shards.writer import SHARDS_DIR, committed_shards
+from vipo_build.shards.writer import committed_shards
 
 INDEX_COLUMNS = ["key", "shard", "category", "modality", "prompt_id", "seed_subject", "prompt", "chosen_generator",
                  "rejected_generator", "format", "width", "height", "frames", "vote_share"]

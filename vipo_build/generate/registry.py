@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from vipo_build.config import GeneratorConfig, ImageOutputConfig, PipelineConfig, VideoOutputConfig
 from vipo_build.errors import VipoError
 from vipo_build.prompts.categories import Modality
+from vipo_build.strict import FrozenModel
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -30,24 +31,20 @@ GuidanceMode = Literal["cfg", "embedded", "true_cfg"]
 Size = tuple[int, int]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ExtraComponent(Strict):
+class ExtraComponent(FrozenModel):
     """A pipeline component the family's hub repo does not ship, loaded from another repo."""
 
     class_name: str = Field(description="transformers class, e.g. LlamaForCausalLM or AutoTokenizer.")
     repo: str = Field(description="Hub id (or local directory) it is loaded from.")
 
 
-class LoadQuirks(Strict):
+class LoadQuirks(FrozenModel):
     variant: str | None = Field(None, description="Weight-file variant of the hub repo, e.g. fp16.")
     float32_components: tuple[str, ...] = Field((), description="Components kept in float32 whatever the dtype.")
     extra_components: dict[str, ExtraComponent] = Field(default_factory=dict)
 
 
-class StepCost(Strict):
+class StepCost(FrozenModel):
     """H100 seconds per denoising step of one candidate at a reference size, guidance passes included."""
 
     seconds_per_step: float = Field(gt=0)
@@ -56,7 +53,7 @@ class StepCost(Strict):
     source: str = Field(description="Where the figure comes from, and when.")
 
 
-class EngineCost(Strict):
+class EngineCost(FrozenModel):
     """A vLLM engine's GPU-seconds per request at full concurrency, for a reference request."""
 
     gpu_seconds_per_request: float = Field(gt=0)
@@ -65,7 +62,7 @@ class EngineCost(Strict):
     source: str
 
 
-class Family(Strict):
+class Family(FrozenModel):
     """One generator family: a diffusers pipeline class, a checkpoint, and how to drive it."""
 
     name: str

@@ -15,7 +15,7 @@ from vipo_build.records import Prompt, Verdict
 from vipo_build.runtime import cache, failpoints
 from vipo_build.runtime.stage import Stage
 from vipo_build.runtime.storage import Storage
-from vipo_build.runtime.vllm_engine import chat_json, start_engine
+from vipo_build.runtime.vllm_engine import start_engine
 from vipo_build.seeding import derive_seed
 
 ORDERS = ("AB", "BA")
@@ -87,8 +87,8 @@ class JudgeStage(Stage):
                         keys.append((order, sample, derive_seed(self.seed, "judge", item.pair_id, order, sample)))
                         conversations.append(judge_conversation(category, item.prompt, first, second))
                         schemas.append(schema)
-        answers = chat_json(self.engine, conversations, [seed for _, _, seed in keys], schemas, self.config.temperature,
-                            self.config.max_tokens) if conversations else []
+        answers = self.engine.chat_json(conversations, [seed for _, _, seed in keys], schemas, self.config.temperature,
+                                        self.config.max_tokens) if conversations else []
         per_item = 2 * self.config.votes
         out, asked = [], 0
         for category, items in units:

@@ -6,7 +6,6 @@ from collections import Counter
 
 from vipo_build.records import Order, Verdict, Vote
 
-DROP_REASONS = ("tie", "order_inconsistent", "low_agreement", "critical_conflict", "judge_error", "judges_disagree")
 
 
 def to_vote(answer: dict | None, order: Order, sample: int, seed: int, dimensions: list[str], judge: str) -> Vote:

@@ -16,21 +16,19 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from itertools import combinations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy.stats import binomtest
 
+from vipo_build import drops
 from vipo_build.records import Verdict, Vote
+from vipo_build.strict import StrictModel
 
 Label = Hashable
 Ratings = Mapping[str, Label]  # one item: rater id -> label
 
 # The reasons in the order aggregate() tests its rules, so the counts read as a funnel.
-FUNNEL = ("judge_error", "tie", "order_inconsistent", "low_agreement", "critical_conflict", "judges_disagree", "kept")
+FUNNEL = (*drops.of_step("judge"), "kept")  # a verdict's outcomes, in the order the judge checks them
 VOTE_CATEGORIES = ("side0", "side1", "tie")
-
-
-class _Stats(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # ---- two or more raters, any labels ------------------------------------------------------------
@@ -98,7 +96,7 @@ def majority_label(labels: Iterable[Label]) -> Label | None:
 # ---- human raters ------------------------------------------------------------------------------
 
 
-class RaterAccuracy(_Stats):
+class RaterAccuracy(StrictModel):
     """One rater against the majority of the other raters, over the items where that majority exists."""
 
     scored: int
@@ -106,7 +104,7 @@ class RaterAccuracy(_Stats):
     accuracy: float | None
 
 
-class InterRater(_Stats):
+class InterRater(StrictModel):
     items: int = Field(description="Items with at least two ratings: the ones agreement can be measured on.")
     raters: int
     pairwise_agreement: float | None = Field(description="Mean over rater pairs of their percent agreement on the items both labelled.")
@@ -191,14 +189,14 @@ def inter_rater_agreement(items: Sequence[Ratings], categories: Sequence[Label])
 # ---- the judge ---------------------------------------------------------------------------------
 
 
-class PairAgreement(_Stats):
+class PairAgreement(StrictModel):
     pair_id: str
     vote_share: float
     order_consistent: bool
     margins: dict[str, float] = Field(description="Chosen minus rejected mean score per dimension; empty when no side won.")
 
 
-class JudgeAgreement(_Stats):
+class JudgeAgreement(StrictModel):
     pairs: int
     decided: int = Field(description="Pairs where a side won the vote; the rates and means below are over these.")
     order_consistency_rate: float | None
@@ -212,7 +210,7 @@ class JudgeAgreement(_Stats):
     between_judges: list[JudgesAgreement] = Field(default_factory=list, description="Each two judges of a panel; empty for one judge.")
 
 
-class JudgesAgreement(_Stats):
+class JudgesAgreement(StrictModel):
     """Two judges of a panel on the same pairs: each one's own winner (side 0, side 1 or none)."""
 
     first: str
@@ -222,7 +220,7 @@ class JudgesAgreement(_Stats):
     cohen_kappa: float | None
 
 
-class DatasetAgreement(_Stats):
+class DatasetAgreement(StrictModel):
     categories: dict[str, JudgeAgreement]
     overall: JudgeAgreement
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import fsspec
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
@@ -27,13 +27,10 @@ from vipo_build.judge.labelled import LabelledPair, read_pairs
 from vipo_build.judge.views import media_view
 from vipo_build.prompts.categories import Category
 from vipo_build.records import Verdict
+from vipo_build.strict import StrictModel
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PairResult(_Model):
+class PairResult(StrictModel):
     pair_id: str
     category: str
     human: str
@@ -44,7 +41,7 @@ class PairResult(_Model):
     decisive_votes: int = Field(description="Usable votes that are not ties.")
 
 
-class JudgeScores(_Model):
+class JudgeScores(StrictModel):
     pairs: int
     accuracy_with_ties: float | None = Field(description="Judge label (A, B, tie) equal to the human label, over every pair.")
     accuracy_without_ties: float | None = Field(description="Over pairs with a human winner; a judge tie counts as wrong.")
@@ -57,7 +54,7 @@ class JudgeScores(_Model):
     between_judges: list[JudgesAgreement] = Field(description="Each two judges of a panel: same winner and Cohen's kappa.")
 
 
-class MemberEvaluation(_Model):
+class MemberEvaluation(StrictModel):
     """One judge of a panel on its own."""
 
     judge: str
@@ -67,7 +64,7 @@ class MemberEvaluation(_Model):
     results: list[PairResult]
 
 
-class JudgeEvaluation(_Model):
+class JudgeEvaluation(StrictModel):
     judges: list[str] = Field(description="name (model) of each judge")
     combine: str | None = Field(description="How the judges' votes were combined (judge.combine); None for one judge.")
     pairs_file: str

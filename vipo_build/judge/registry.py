@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from vipo_build.prompts.categories import Modality
+from vipo_build.strict import FrozenModel
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,11 +22,7 @@ if TYPE_CHECKING:
 REGISTRY_FILE = Path(__file__).with_name("registry.yaml")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServingSettings(Strict):
+class ServingSettings(FrozenModel):
     """What an EngineConfig of this model sets (judge.engines[].engine)."""
 
     dtype: str
@@ -33,13 +30,13 @@ class ServingSettings(Strict):
     max_model_len: int = Field(ge=128, description="The longest context these settings serve (a config may ask for less).")
 
 
-class PublishedAccuracy(Strict):
+class PublishedAccuracy(FrozenModel):
     benchmark: str = Field(description="e.g. GenAI-Bench image, with its tie convention.")
     accuracy: float = Field(ge=0, le=1)
     source: str = Field(description="Paper or model card, with its date.")
 
 
-class JudgeModel(Strict):
+class JudgeModel(FrozenModel):
     name: str
     title: str
     hub_id: str

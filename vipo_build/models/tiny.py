@@ -477,19 +477,15 @@ _BUILDERS: dict[str, Callable[[Path], None]] = {
 }
 
 
-def _is_complete(path: Path) -> bool:
-    marker = path / _MARKER
-    return marker.is_file() and marker.read_text().strip() == BUILD_FORMAT
-
-
-def _make(out_dir: Path, name: str) -> Path:
-    """Build into a hidden sibling dir, marker last, then rename: a killed build never leaves a
-    dir that looks complete."""
+def build_once(out_dir: Path, name: str, build: Callable[[Path], None], build_format: str) -> Path:
+    """out_dir/name built by `build` unless a complete build of `build_format` is there. Built into a
+    hidden sibling dir, marker last, then renamed: a killed build never leaves a dir that looks
+    complete. The lock lets concurrent callers (tests, Ray workers) share one out_dir safely."""
     final = out_dir / name
-    # The lock lets concurrent callers (tests, Ray workers) share one out_dir safely.
     with open(out_dir / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _is_complete(final):
+        marker = final / _MARKER
+        if marker.is_file() and marker.read_text().strip() == build_format:
             return final
         logger.info("building tiny model %r in %s", name, final)
         partial = out_dir / f".{name}.partial"
@@ -500,8 +496,8 @@ def _make(out_dir: Path, name: str) -> Path:
 
         disable_progress_bars()  # save_pretrained's per-file bars are noise for megabyte models
         with torch.random.fork_rng(devices=[]):  # builders seed torch; keep the caller's RNG state
-            _BUILDERS[name](partial)
-        (partial / _MARKER).write_text(BUILD_FORMAT + "\n")
+            build(partial)
+        (partial / _MARKER).write_text(build_format + "\n")
         partial.rename(final)
     return final
 
@@ -515,4 +511,4 @@ def make_tiny_models(out_dir: str | Path, names: Iterable[str] | None = None) ->
         raise ValueError(f"unknown tiny models {unknown}; choose from {TINY_MODELS}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return {name: _make(out_dir, name) for name in names}
+    return {name: build_once(out_dir, name, _BUILDERS[name], BUILD_FORMAT) for name in names}

@@ -8,9 +8,6 @@ clips of a few frames go through the same code paths a production run does, just
 
 from __future__ import annotations
 
-import fcntl
-import logging
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +17,7 @@ import torch
 # The tokenizers are tiny.py's: trained on its fixed corpus, so both modules build the same bytes.
 from vipo_build.models.tiny import (
     TINY_MODELS,
+    build_once,
     _chat_tokenizer,
     _clip_tokenizer,
     _t5_tokenizer,
@@ -30,10 +28,8 @@ if TYPE_CHECKING:
     from diffusers import AutoencoderKL, DiffusionPipeline, ModelMixin
     from transformers import CLIPTextModel, PreTrainedTokenizerBase, T5EncoderModel
 
-logger = logging.getLogger(__name__)
 
 BUILD_FORMAT = "vipo-tiny-more-v1"
-_MARKER = ".complete"
 
 # Keyword arguments a tiny model needs at call time that its production family does not.
 TINY_CALL_OPTIONS: dict[str, dict[str, Any]] = {
@@ -566,33 +562,6 @@ _BUILDERS: dict[str, Callable[[Path], None]] = {
 MORE_TINY_MODELS: tuple[str, ...] = tuple(_BUILDERS)
 
 
-def _is_complete(path: Path) -> bool:
-    marker = path / _MARKER
-    return marker.is_file() and marker.read_text().strip() == BUILD_FORMAT
-
-
-def _make(out_dir: Path, name: str) -> Path:
-    """Build into a hidden sibling dir, marker last, then rename (as tiny.py does)."""
-    final = out_dir / name
-    with open(out_dir / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _is_complete(final):
-            return final
-        logger.info("building tiny model %r in %s", name, final)
-        partial = out_dir / f".{name}.partial"
-        for stale in (final, partial):
-            shutil.rmtree(stale, ignore_errors=True)
-        partial.mkdir()
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
-        with torch.random.fork_rng(devices=[]):
-            _BUILDERS[name](partial)
-        (partial / _MARKER).write_text(BUILD_FORMAT + "\n")
-        partial.rename(final)
-    return final
-
-
 def make_more_tiny_models(out_dir: str | Path, names: Iterable[str] | None = None) -> dict[str, Path]:
     """Build (or reuse) tiny generators under out_dir/<name>, next to tiny.py's; return name -> path.
 
@@ -605,4 +574,4 @@ def make_more_tiny_models(out_dir: str | Path, names: Iterable[str] | None = Non
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = make_tiny_models(out_dir, [n for n in names if n in TINY_MODELS])
-    return {n: base[n] if n in base else _make(out_dir, n) for n in names}
+    return {n: base[n] if n in base else build_once(out_dir, n, _BUILDERS[n], BUILD_FORMAT) for n in names}

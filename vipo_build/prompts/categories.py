@@ -8,25 +8,22 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from vipo_build.errors import VipoError
+from vipo_build.errors import VipoError, read_utf8
+from vipo_build.strict import FrozenModel
 
 CATEGORIES_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
 Modality = Literal["image", "video"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Dimension(_Strict):
+class Dimension(FrozenModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Score key in the judge's answer.")
     description: str = Field(description="What a 5 and a 1 mean on this dimension.")
 
 
-class Rubric(_Strict):
+class Rubric(FrozenModel):
     criteria: list[str] = Field(min_length=1, description="Ordered criteria, most important first.")
     dimensions: list[Dimension] = Field(min_length=1, description="Dimensions the judge scores 1-5.")
     critical: list[str] = Field(
@@ -46,7 +43,7 @@ class Rubric(_Strict):
         return [d.name for d in self.dimensions]
 
 
-class Expansion(_Strict):
+class Expansion(FrozenModel):
     instructions: str = Field(description="Instructions to the LLM that turns a seed subject into a prompt.")
     perturbation: str | None = Field(
         None,
@@ -55,7 +52,7 @@ class Expansion(_Strict):
     )
 
 
-class Facet(_Strict):
+class Facet(FrozenModel):
     values: dict[str, float] = Field(min_length=2, description="Each value and its relative weight (> 0).")
 
     @model_validator(mode="after")
@@ -66,7 +63,7 @@ class Facet(_Strict):
         return self
 
 
-class Words(_Strict):
+class Words(FrozenModel):
     """The text a request renders: drawn words, not the LLM's, so their spelling is known and edited by code."""
 
     vocabulary: dict[str, list[str]] = Field(description="Script -> words; in the category file, the name of a YAML file "
@@ -92,7 +89,7 @@ class Words(_Strict):
         return self
 
 
-class Category(_Strict):
+class Category(FrozenModel):
     name: str
     modality: Modality
     description: str
@@ -120,13 +117,13 @@ def load_category(name: str, directory: Path = CATEGORIES_DIR) -> Category:
     if not path.is_file():
         raise VipoError(f"unknown category {name!r} (known: {', '.join(known_categories(directory))})")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_utf8(path))
         words = data.get("words") if isinstance(data, dict) else None
         if isinstance(words, dict) and isinstance(words.get("vocabulary"), str):
             vocabulary = directory / words["vocabulary"]
             if not vocabulary.is_file():
                 raise VipoError(f"{path}: words.vocabulary: no file {vocabulary}")
-            words["vocabulary"] = yaml.safe_load(vocabulary.read_text())
+            words["vocabulary"] = yaml.safe_load(read_utf8(vocabulary))
         return Category.model_validate(data)
     except (yaml.YAMLError, ValidationError) as err:
         first = str(err).splitlines()[0:3]

@@ -11,7 +11,7 @@ from vipo_build.prompts.categories import Category
 from vipo_build.prompts.facets import FacetValues, describe, draw_facets
 from vipo_build.prompts.words import RenderText, draw_text
 from vipo_build.runtime.stage import Stage
-from vipo_build.runtime.vllm_engine import chat_json, start_engine
+from vipo_build.runtime.vllm_engine import start_engine
 from vipo_build.seeding import derive_seed
 
 
@@ -110,7 +110,7 @@ class ExpandStage(Stage):
                 conversations.append(conversation(work.category, subjects[len(conversations)], r.facets, r.text))
                 seeds.append(r.seed)
                 schemas.append(schema)
-        answers = chat_json(self.engine, conversations, seeds, schemas, self.config.temperature, self.config.max_tokens)
+        answers = self.engine.chat_json(conversations, seeds, schemas, self.config.temperature, self.config.max_tokens)
         answers = [None if a is None else a | {"subject": s} for a, s in zip(answers, subjects)]
         return split_by_unit(batch, answers)
 
@@ -123,10 +123,11 @@ class ExpandStage(Stage):
         asked = [(u, i) for u, work in enumerate(batch) for i, r in enumerate(work.requests)
                  if subjects.writes_subject(self.seed, r, settings.share)]
         requests = [batch[u].requests[i] for u, i in asked]
-        answers = chat_json(self.engine, [subjects.subject_conversation(batch[u].category, self.seed, r, settings.examples)
-                                          for (u, _), r in zip(asked, requests)],
-                            [subjects.subject_seed(self.seed, r) for r in requests], subjects.subject_schema(settings.max_chars),
-                            self.config.temperature, settings.max_tokens) if asked else []
+        conversations = [subjects.subject_conversation(batch[u].category, self.seed, r, settings.examples)
+                         for (u, _), r in zip(asked, requests)]
+        answers = self.engine.chat_json(conversations, [subjects.subject_seed(self.seed, r) for r in requests],
+                                        subjects.subject_schema(settings.max_chars), self.config.temperature,
+                                        settings.max_tokens) if asked else []
         written: dict[tuple[int, int], str | None] = {key: (a or {}).get("subject") for key, a in zip(asked, answers)}
         for u, work in enumerate(batch):
             name = work.category.name

@@ -6,17 +6,16 @@ embedding model's libraries.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from vipo_build.strict import StrictModel
+
 
 # A dotted import path to a callable: "package.module:function" or "package.module.function".
 CALLABLE_PATH = r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LintConfig(_Strict):
+class LintConfig(StrictModel):
     """Rules every prompt must pass; each failing rule is its own drop reason."""
 
     min_chars: int = Field(10, ge=1, description="Shorter prompts are dropped (reason: too_short).")
@@ -45,7 +44,7 @@ class LintConfig(_Strict):
     )
 
 
-class SafetyConfig(_Strict):
+class SafetyConfig(StrictModel):
     """Unsafe prompts are dropped: blocklisted words and phrases (reason: blocklist), then an optional classifier (reason: unsafe)."""
 
     blocklists: list[str] = Field(
@@ -70,7 +69,7 @@ class SafetyConfig(_Strict):
         return languages
 
 
-class NearDuplicateConfig(_Strict):
+class NearDuplicateConfig(StrictModel):
     """MinHash LSH over word shingles: a prompt whose estimated Jaccard similarity to a kept prompt of its
     category reaches the threshold is dropped (reason: near_duplicate)."""
 
@@ -88,7 +87,7 @@ class NearDuplicateConfig(_Strict):
     )
 
 
-class EmbeddingDedupConfig(_Strict):
+class EmbeddingDedupConfig(StrictModel):
     """Sentence-embedding dedup: a prompt whose cosine similarity to a kept prompt of its category reaches
     the threshold is dropped (reason: semantic_duplicate)."""
 
@@ -98,7 +97,7 @@ class EmbeddingDedupConfig(_Strict):
     device: str = Field("cpu", description='Torch device of the encoder, e.g. "cpu" or "cuda".')
 
 
-class PromptFilterConfig(_Strict):
+class PromptFilterConfig(StrictModel):
     """Checks an expanded prompt must pass to be kept, in this order: lint rules, blocklist, exact dedup,
     classifier, near-duplicate dedup, embedding dedup. Dedup compares with the kept prompts of the same category."""
 

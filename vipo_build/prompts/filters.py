@@ -4,10 +4,7 @@ One `PromptFilters` holds the dedup state of one category. Prompts are checked i
 each against every prompt kept before it (earlier ones of the same call included), so the survivors
 depend only on that order: splitting the prompts into calls differently changes nothing.
 
-Drop reasons, in the order the checks run:
-  lint: control_chars, too_short, too_long, too_few_words, url, unbalanced_quotes, unbalanced_brackets, repetition
-  safety: blocklist; exact dedup: duplicate; safety classifier: unsafe
-  dedup: near_duplicate (MinHash LSH), semantic_duplicate (embeddings)
+Its drop reasons are the `filter` ones of vipo_build.drops, in the order the checks run.
 """
 
 from __future__ import annotations

@@ -17,16 +17,11 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vipo_build.layout import CACHE_DIR, FAILED_DIR, PROMPTS_DIR, WORK_DIRS
 from vipo_build.records import Candidate, Prompt, Verdict
 from vipo_build.runtime.storage import Storage
 
-PROMPTS_DIR = "prompts"
 PART_UNITS = 256  # units per prompt part: a round of 100,000 units is never held in memory whole
-FAILED_DIR = "failed"
-CACHE_DIR = "cache"
-# What a run keeps to resume, not dataset content: which units beyond a filled quota got done
-# before their category closed depends on timing.
-WORK_DIRS = (PROMPTS_DIR, CACHE_DIR, FAILED_DIR)
 
 
 def prompt_part(category: str, first_unit: int) -> str:

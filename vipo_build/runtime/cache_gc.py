@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import pyarrow.parquet as pq
 
 from vipo_build.judge import panel
+from vipo_build.layout import SHARDS_DIR
 from vipo_build.runtime import cache
 from vipo_build.runtime.storage import TMP_MARK, Storage
 from vipo_build.shards.plan import ShardPlan
-from vipo_build.shards.writer import SHARDS_DIR, committed_shards
+from vipo_build.shards.writer import committed_shards
 
 
 @dataclass

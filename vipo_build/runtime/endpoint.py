@@ -24,10 +24,12 @@ from typing import Any, Literal, TypeVar
 import jsonschema
 import openai
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from vipo_build.errors import VipoError
+from vipo_build.runtime.llm import per_request
 from vipo_build.seeding import derive_seed
+from vipo_build.strict import RUNTIME_ONLY, StrictModel
 
 # How often a down server is probed, and how long one probe may take.
 PROBE_INTERVAL_S = 0.5
@@ -39,28 +41,26 @@ DropReason = Literal["malformed_answer", "endpoint_error"]
 T = TypeVar("T")
 
 
-class EndpointConfig(BaseModel):
+class EndpointConfig(StrictModel):
     """An OpenAI-compatible server answering /v1/chat/completions, e.g. `vllm serve`."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str = Field(description="API root including /v1, e.g. http://127.0.0.1:8000/v1.")
+    base_url: str = Field(json_schema_extra=RUNTIME_ONLY, description="API root including /v1, e.g. http://127.0.0.1:8000/v1.")
     model: str = Field(description="Model name as the server lists it under /v1/models.")
     api_key_env: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Name of the environment variable holding the API key (never the key itself); none: send no real key.",
+        json_schema_extra=RUNTIME_ONLY, description="Name of the environment variable holding the API key (never the key itself); none: send no real key.",
     )
-    max_concurrency: int = Field(64, ge=1, description="Requests in flight at once, per client.")
-    timeout_s: float = Field(300, gt=0, description="Seconds one request may take before it is retried.")
-    max_retries: int = Field(5, ge=0, description="Retries of a request after connection errors, timeouts, HTTP 429 or 5xx.")
+    max_concurrency: int = Field(64, ge=1, json_schema_extra=RUNTIME_ONLY, description="Requests in flight at once, per client.")
+    timeout_s: float = Field(300, gt=0, json_schema_extra=RUNTIME_ONLY, description="Seconds one request may take before it is retried.")
+    max_retries: int = Field(5, ge=0, json_schema_extra=RUNTIME_ONLY, description="Retries of a request after connection errors, timeouts, HTTP 429 or 5xx.")
     max_reasks: int = Field(
         2, ge=0, description="Times a malformed answer (not JSON, or not matching the schema) is asked again with a new seed."
     )
-    backoff_s: float = Field(0.5, ge=0, description="Wait before the first retry; doubles with each further retry (with jitter).")
-    max_backoff_s: float = Field(30, ge=0, description="Longest wait between retries.")
+    backoff_s: float = Field(0.5, ge=0, json_schema_extra=RUNTIME_ONLY, description="Wait before the first retry; doubles with each further retry (with jitter).")
+    max_backoff_s: float = Field(30, ge=0, json_schema_extra=RUNTIME_ONLY, description="Longest wait between retries.")
     wait_for_server_s: float = Field(
-        600, ge=0, description="How long an unreachable server may take to come back before its requests are dropped."
+        600, ge=0, json_schema_extra=RUNTIME_ONLY, description="How long an unreachable server may take to come back before its requests are dropped."
     )
     send_schema: bool = Field(True, description="Send the schema as response_format json_schema so the server constrains decoding.")
 
@@ -108,6 +108,22 @@ class EndpointClient:
             raise ValueError(f"{len(conversations)} conversations but {len(seeds)} seeds")
         return run_sync(lambda: self._ask_all(conversations, seeds, schema, temperature, max_tokens))
 
+    def chat_json(self, conversations: list[list[dict]], seeds: list[int], schema: dict | list[dict],
+                  temperature: float, max_tokens: int) -> list[dict | None]:
+        """LLMBackend.chat_json: the requests asked together, a group per distinct schema (one
+        response_format per group); None where no usable answer came back."""
+        schemas = per_request(schema, len(conversations))
+        groups: dict[str, list[int]] = {}
+        for i, one in enumerate(schemas):
+            groups.setdefault(json.dumps(one, sort_keys=True), []).append(i)
+        answers: list[dict | None] = [None] * len(conversations)
+        for indices in groups.values():
+            outcomes = self.ask([conversations[i] for i in indices], [seeds[i] for i in indices], schemas[indices[0]],
+                                temperature, max_tokens)
+            for i, outcome in zip(indices, outcomes):
+                answers[i] = outcome.answer
+        return answers
+
     def wait_until_up(self) -> None:
         """Block until the server answers, for at most wait_for_server_s; EndpointError if it never does."""
 
@@ -149,18 +165,6 @@ def start_endpoint(config: EndpointConfig) -> EndpointClient:
     client = EndpointClient(config)
     client.wait_until_up()
     return client
-
-
-def chat_json(
-    client: EndpointClient,
-    conversations: list[list[dict]],
-    seeds: list[int],
-    schema: dict,
-    temperature: float,
-    max_tokens: int,
-) -> list[dict | None]:
-    """Same as vllm_engine.chat_json, answered by an endpoint: None where no usable answer came back."""
-    return [outcome.answer for outcome in client.ask(conversations, seeds, schema, temperature, max_tokens)]
 
 
 def read_api_key(config: EndpointConfig) -> str | None:

@@ -6,13 +6,14 @@ import json
 import os
 import socket
 import time
+import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
 from vipo_build.errors import VipoError
+from vipo_build.layout import LOCK
 from vipo_build.runtime.storage import Storage
 
-LOCK = "lock.json"
 
 
 def _alive(pid: int) -> bool:
@@ -26,10 +27,13 @@ def _alive(pid: int) -> bool:
 
 
 def _create_exclusive(storage: Storage, data: bytes) -> bool:
-    """Create the lock only if absent (atomic on local disk; a write-then-read-back check elsewhere)."""
+    """Create the lock only if absent. Atomic on local disk (a hard link) and on S3 (a conditional
+    PUT, If-None-Match: *; an S3-compatible store that ignores the condition lets a second writer
+    overwrite it). Elsewhere a write then a read-back: two runs that start at the same moment can
+    both pass it."""
     if storage.is_local:
         storage.fs.makedirs(storage.root, exist_ok=True)
-        tmp = f"{storage.path(LOCK)}.{os.getpid()}"
+        tmp = f"{storage.path(LOCK)}.{uuid.uuid4().hex}"  # each writer's own, even two in one process
         with open(tmp, "wb") as f:
             f.write(data)
         try:
@@ -38,6 +42,12 @@ def _create_exclusive(storage: Storage, data: bytes) -> bool:
             return False
         finally:
             os.unlink(tmp)
+        return True
+    if "s3" in storage.fs.protocol:
+        try:
+            storage.fs.pipe_file(storage.path(LOCK), data, mode="create")
+        except FileExistsError:
+            return False
         return True
     if storage.exists(LOCK):
         return False

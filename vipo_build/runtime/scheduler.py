@@ -290,16 +290,21 @@ class Scheduler:
         pool = call.pool
         self._retire(pool, call.actor)
         retries = pool.stage.resources.retries
+        retried = []
         for task in call.tasks:
             task.attempts += 1
             if task.attempts > retries:
                 where = {"actor": raised.actor, "traceback": raised.trace} if raised else {}
                 pool.on_failure(task, Failure(stage=pool.name, unit=task.unit, attempts=task.attempts, cause=cause, **where))
                 continue
-            self.warn(f"{pool.name} failed on unit {task.unit} (attempt {task.attempts} of {retries + 1}): {cause}; "
-                      "retrying on a fresh actor")
+            retried.append(task)
             task.alone = True
             heapq.heappush(pool.queue, (task.priority, next(self.seq), task))
+        if retried:  # one line per failed call: its units failed together, of one cause
+            # a call holds several units only on their first attempt (a retried unit goes alone)
+            units = f"unit {retried[0].unit}" if len(retried) == 1 else f"units {', '.join(t.unit for t in retried)}"
+            self.warn(f"{pool.name} failed on {units} (attempt {retried[0].attempts} of {retries + 1}): {cause}; "
+                      "retrying on a fresh actor")
 
     def _retire(self, pool: Pool, actor: Any) -> None:
         if actor not in pool.calls:

@@ -12,11 +12,12 @@ import time
 import traceback
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from vipo_build.config import PoolConfig
 from vipo_build.errors import VipoError, one_line
 from vipo_build.runtime import actor_log
+from vipo_build.strict import StrictModel
 
 TRACEBACK_LINES = 40  # of a failure's traceback, kept in its record
 
@@ -75,10 +76,8 @@ class StageActor:
         return results, time.perf_counter() - start
 
 
-class Failure(BaseModel):
+class Failure(StrictModel):
     """A unit a stage could not do after its retries; kept in the root until a `--retry-failed` run."""
-
-    model_config = ConfigDict(extra="forbid")
 
     stage: str
     unit: str

@@ -13,6 +13,7 @@ from typing import Any
 from vipo_build.config import EngineConfig
 from vipo_build.errors import VipoError, one_line
 from vipo_build.runtime import actor_log, endpoint, lifetimes
+from vipo_build.runtime.llm import LLMBackend, per_request
 
 
 # Sequences a CPU engine runs at once: on CPU a bigger batch buys no speed, and this bounds the
@@ -43,7 +44,7 @@ def cpu_scheduler_options(max_model_len: int | None, options: dict[str, Any], wh
     }
 
 
-def start_engine(engine: EngineConfig, seed: int, where: str, **extra: Any):
+def start_engine(engine: EngineConfig, seed: int, where: str, **extra: Any) -> LLMBackend:
     """Load `engine.model` into a vllm.LLM (imported here: only engine actors pay for vLLM), or
     connect to the engine's OpenAI-compatible endpoint when it names one. `where` names the
     engine's config field in errors, e.g. "judge.engines[0].engine"."""
@@ -143,6 +144,17 @@ class LocalEngine:
     llm: Any
     logs: list[actor_log.LogMark]  # the ends of the log files when the engine started
 
+    def chat_json(self, conversations: list[list[dict]], seeds: list[int], schema: dict | list[dict],
+                  temperature: float, max_tokens: int) -> list[dict | None]:
+        """LLMBackend.chat_json: one engine call of every request, each with its seed and schema."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        params = [SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed,
+                                 structured_outputs=StructuredOutputsParams(json=one))
+                  for seed, one in zip(seeds, per_request(schema, len(conversations)))]
+        return [_parse(out.outputs[0].text) for out in self.chat(conversations, params)]
+
     def chat(self, conversations: list[list[dict]], params: list) -> list:
         watch = EngineWatch(self.llm.llm_engine.engine_core)
         try:
@@ -158,47 +170,6 @@ class LocalEngine:
         if found:
             return f"engine {self.model}: {found[0]} (log: {found[1]})"
         return f"engine {self.model}: {one_line(err)}"
-
-
-def chat_json(
-    engine: LocalEngine | endpoint.EndpointClient,
-    conversations: list[list[dict]],
-    seeds: list[int],
-    schema: dict | list[dict],
-    temperature: float,
-    max_tokens: int,
-) -> list[dict | None]:
-    """One answer per conversation, constrained to `schema` (one for all, or one per conversation);
-    None where the answer is not valid JSON. All of them go to the engine at once.
-
-    Each request has its own seed: the same seed gives the same answer, so k votes need k seeds.
-    """
-    schemas = schema if isinstance(schema, list) else [schema] * len(conversations)
-    if isinstance(engine, endpoint.EndpointClient):
-        answers: list[dict | None] = [None] * len(conversations)
-        groups: dict[str, list[int]] = {}
-        for i, one in enumerate(schemas):
-            groups.setdefault(json.dumps(one, sort_keys=True), []).append(i)
-        for indices in groups.values():
-            found = endpoint.chat_json(engine, [conversations[i] for i in indices], [seeds[i] for i in indices],
-                                       schemas[indices[0]], temperature, max_tokens)
-            for i, answer in zip(indices, found):
-                answers[i] = answer
-        return answers
-    from vllm import SamplingParams
-    from vllm.sampling_params import StructuredOutputsParams
-
-    params = [
-        SamplingParams(
-            temperature=temperature,
-            max_tokens=max_tokens,
-            seed=seed,
-            structured_outputs=StructuredOutputsParams(json=one),
-        )
-        for seed, one in zip(seeds, schemas)
-    ]
-    outputs = engine.chat(conversations, params)
-    return [_parse(out.outputs[0].text) for out in outputs]
 
 
 def _parse(text: str) -> dict | None:

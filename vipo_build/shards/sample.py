@@ -8,16 +8,13 @@ scores are lists of records named by their dimension, never objects keyed by dim
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from vipo_build.records import FacetValue
+from vipo_build.strict import StrictModel
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SampleSide(_Record):
+class SampleSide(StrictModel):
     generator: str
     seed: int
     width: int
@@ -28,13 +25,13 @@ class SampleSide(_Record):
     perturbed: bool = Field(description="Generated from the prompt's perturbed text (a known loser by construction).")
 
 
-class VoteScore(_Record):
+class VoteScore(StrictModel):
     dimension: str
     chosen: int = Field(description="1-5.")
     rejected: int = Field(description="1-5.")
 
 
-class SampleVote(_Record):
+class SampleVote(StrictModel):
     judge: str = Field(description="The judge (judge.engines[].name) that gave the vote.")
     order: str = Field(description="AB: the chosen candidate's side 0 was shown first; BA: side 1 first.")
     sample: int
@@ -42,14 +39,14 @@ class SampleVote(_Record):
     scores: list[VoteScore] = Field(description="Per dimension; empty for an unusable answer.")
 
 
-class DimensionScore(_Record):
+class DimensionScore(StrictModel):
     dimension: str
     chosen_mean: float
     rejected_mean: float
     margin: float = Field(description="chosen_mean - rejected_mean.")
 
 
-class PanelJudge(_Record):
+class PanelJudge(StrictModel):
     judge: str
     winner: str = Field(description="chosen, rejected or tie: the side this judge's own votes picked.")
     reason: str = Field(description="This judge's own keep rule outcome (kept, tie, order_inconsistent, ...).")
@@ -57,7 +54,7 @@ class PanelJudge(_Record):
     order_consistent: bool
 
 
-class SampleJudge(_Record):
+class SampleJudge(StrictModel):
     votes: list[SampleVote] = Field(description="Every judge's votes.")
     vote_share: float = Field(description="Votes for the chosen candidate over all usable votes.")
     order_consistent: bool
@@ -65,7 +62,7 @@ class SampleJudge(_Record):
     panel: list[PanelJudge] = Field(description="Each judge's own verdict when several judged the pair; empty for one.")
 
 
-class SampleJson(_Record):
+class SampleJson(StrictModel):
     key: str
     category: str
     modality: str

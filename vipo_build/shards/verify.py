@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from vipo_build.generate.encode import decode_image, decode_video
+from vipo_build.layout import SHARDS_DIR
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.sample import SampleJson
-from vipo_build.shards.writer import SHARDS_DIR
 
 QUARANTINE_DIR = "quarantine"
 DATA_SUFFIXES = (".tar", ".parquet")

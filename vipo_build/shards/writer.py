@@ -16,12 +16,12 @@ import pyarrow as pa
 import webdataset as wds
 
 from vipo_build.judge.agreement import score_margins
+from vipo_build.layout import SHARDS_DIR
 from vipo_build.records import Candidate, Pair
 from vipo_build.runtime import failpoints
 from vipo_build.runtime.storage import Storage, parquet_bytes
 from vipo_build.shards.sample import DimensionScore, PanelJudge, SampleJson, SampleJudge, SampleSide, SampleVote, VoteScore
 
-SHARDS_DIR = "shards"
 
 MANIFEST_SCHEMA = pa.schema(
     [
