@@ -200,6 +200,7 @@ def test_a_unit_a_stage_always_fails_on_is_recorded_the_rest_is_written_and_retr
     forget_units(out, [unit, other])
     once = yaml.safe_load(config.read_text())
     once["judge"]["engines"][0]["pool"]["retries"] = 0  # retries have their own tests; each would start an engine
+    once["judge"]["engines"][0]["pool"]["units_per_call"] = 1  # without retries, a unit failing fails its call's others
     config = write_config(tmp_path / "once.yaml", once)
     result = vipo("run", str(config), "--out", str(out), RAISE=f"judge.unit@{unit}")
     assert result.returncode == 1, result.stdout + result.stderr
@@ -230,8 +231,14 @@ def test_actors_killed_mid_call_are_restarted_and_the_output_is_the_same(small, 
     result = vipo("run", str(write_config(tmp_path / "wider.yaml", wider)), "--out", str(out),
                   JOURNAL=str(tmp_path / "journal"), KILL_ACTOR="generate.batch:1,judge.batch:1")
     assert result.returncode == 0, result.stdout + result.stderr
-    events = [name for name, _ in journal(tmp_path / "journal")]
-    assert events.count("generate.batch") == 3 and events.count("judge.batch") == 3  # two calls each, one retried
+    events = journal(tmp_path / "journal")
+    names = [name for name, _ in events]
+    # a generator call is one unit: the killed one wrote nothing and went again
+    assert names.count("generate.batch") == names.count("candidates.written") + 1
+    # the units of the killed judge call were announced twice and, like every unit, written once
+    announced = Counter(detail for name, detail in events if name == "judge.unit")
+    written = [detail.rsplit("/", 1)[0] for name, detail in events if name == "judged.written"]
+    assert sorted(written) == sorted(announced) and 2 in announced.values() and max(announced.values()) == 2
     assert files(out) == files(reference)
 
 

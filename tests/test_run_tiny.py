@@ -66,7 +66,7 @@ def test_counts_agree_everywhere(tiny_run):
     for figures in summary["categories"].values():
         assert figures["written"] == figures["planned"] == 1
         assert figures["kept"] >= 1 and figures["prompts_requested"] >= figures["kept"] + sum(figures["dropped"].values())
-        assert list(figures["dropped"]) == [r for r in drops.NAMES if r in figures["dropped"]]  # known reasons, in pipeline order
+        assert set(figures["dropped"]) <= set(drops.NAMES)  # every reason is one of the shared list
     assert set(summary["stages"]) == {"prompts", "judge:tiny-vlm", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan", "shards"}
 
 

@@ -204,7 +204,7 @@ def simulated_run(tmp_path: Path, overgen: float = 1.0, judges: tuple[str, ...] 
 
 def dataset_files(root: Path) -> dict[str, bytes]:
     """Every file of a root but the work folders and one run's timings."""
-    from vipo_build.runtime.cache import WORK_DIRS
+    from vipo_build.layout import WORK_DIRS
 
     return {rel: p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and (rel := str(p.relative_to(root))).split("/")[0] not in WORK_DIRS

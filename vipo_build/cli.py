@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -355,7 +356,20 @@ def make_tiny(out: Path = typer.Argument(..., help="Folder for the tiny models."
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
+    try:
+        app()
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        # Arrow's worker threads can abort a process in interpreter teardown (std::terminate on a
+        # joinable thread, apache/arrow#34314) after the command has done all its work; a command
+        # that started no Ray has nothing left to finalise, so it ends here with its output flushed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import json
 
 from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
-from vipo_build.layout import PROGRESS_JSON, RUN_JSON
+from vipo_build.layout import RUN_JSON
 from vipo_build.runtime.storage import Storage
 
 

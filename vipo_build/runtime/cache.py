@@ -17,7 +17,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vipo_build.layout import CACHE_DIR, FAILED_DIR, PROMPTS_DIR, WORK_DIRS
+from vipo_build.layout import CACHE_DIR, FAILED_DIR, PROMPTS_DIR
 from vipo_build.records import Candidate, Prompt, Verdict
 from vipo_build.runtime.storage import Storage
 

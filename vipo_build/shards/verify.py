@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from vipo_build.generate.encode import decode_image, decode_video
-from vipo_build.layout import SHARDS_DIR
+from vipo_build.layout import PLAN_PARQUET, SHARDS_DIR
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.sample import SampleJson
 
@@ -108,7 +108,7 @@ def verify(storage: Storage, deep: bool = False) -> Report:
         else:
             report.good.append(shard)
     if storage.exists("plan.parquet"):
-        planned = sorted(set(storage.read_table("plan.parquet").column("shard").to_pylist()))
+        planned = sorted(set(storage.read_table(PLAN_PARQUET).column("shard").to_pylist()))
         report.unwritten = [s for s in planned if s not in shards]
     return report
 

@@ -13,7 +13,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 import pyarrow as pa
-import webdataset as wds
 
 from vipo_build.judge.agreement import score_margins
 from vipo_build.layout import SHARDS_DIR
@@ -171,6 +170,8 @@ class HashingWriter:
 
 
 def write_tar(sink: BinaryIO, pairs: list[Pair]) -> None:
+    import webdataset as wds  # here: it imports torch, which `status`, `verify` and `audit` never need
+
     # Fixed owner and mtime: the tar's bytes depend only on its samples.
     with wds.TarWriter(sink, encoder=False, mtime=0) as tar:
         tar.tarstream.copybufsize = 2**22  # a member in one write, not twenty of 16 KiB
