@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from vipo_build.audit.diversity import CategoryDiversity, FacetShare
 from vipo_build.audit.model import Offender, RunAudit
-from vipo_build.shards.facet_balance import EPSILON
+from vipo_build.shards.facet_balance import owed_pairs
 
 
 def beyond(deviation_pp: float, tolerance_pct: float) -> bool:
@@ -101,7 +100,7 @@ def diversity_offenders(run: RunAudit) -> list[Offender]:
 
 def facet_value_short(figures: CategoryDiversity, f: FacetShare) -> bool:
     """A facet value below its least share over the category's pairs or in some shard."""
-    return f.least_share is not None and (bool(f.shards_short) or f.pairs < math.floor(f.least_share * figures.pairs + EPSILON))
+    return f.least_share is not None and (bool(f.shards_short) or f.pairs < owed_pairs(f.least_share, figures.pairs))
 
 
 def facet_share_problems(figures: CategoryDiversity) -> list[str]:

@@ -11,7 +11,6 @@ so memory stays bounded by the sample, not the dataset.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pydantic import Field
 from vipo_build.config import PipelineConfig
 from vipo_build.prompts.dedup import NearDuplicateIndex, normalise, stable_hash64
 from vipo_build.prompts.filter_config import NearDuplicateConfig
-from vipo_build.shards.facet_balance import EPSILON
+from vipo_build.shards.facet_balance import owed_pairs
 from vipo_build.strict import StrictModel
 
 NGRAM_ORDERS = (1, 2, 3)
@@ -103,7 +102,7 @@ class CategoryPrompts:
         for facet, value in sorted(totals.keys() | {(f, v) for f, values in least.items() for v in values}):
             floor = least.get(facet, {}).get(value)
             short = None if floor is None else sum(
-                1 for shard, n in self.shard_pairs.items() if self.shard_values[shard, facet, value] < math.floor(floor * n + EPSILON))
+                1 for shard, n in self.shard_pairs.items() if self.shard_values[shard, facet, value] < owed_pairs(floor, n))
             shares.append(FacetShare(facet=facet, value=value, pairs=totals[facet, value],
                                      share=totals[facet, value] / self.pairs if self.pairs else 0.0,
                                      least_share=floor, shards_short=short))

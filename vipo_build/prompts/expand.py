@@ -102,16 +102,16 @@ class ExpandStage(Stage):
     def process(self, batch: list[ExpansionWork]) -> list[list[dict | None]]:
         """Each unit's answers (None where one is not valid JSON), in request order; an answer's
         `subject` is the seed subject it was written from."""
-        subjects = [subject for unit in self.seed_subjects(batch) for subject in unit]
+        chosen = [subject for unit in self.seed_subjects(batch) for subject in unit]
         conversations, seeds, schemas = [], [], []
         for work in batch:
             schema = expansion_schema(self.config.max_chars, work.category.expansion.perturbation is not None)
             for r in work.requests:
-                conversations.append(conversation(work.category, subjects[len(conversations)], r.facets, r.text))
+                conversations.append(conversation(work.category, chosen[len(conversations)], r.facets, r.text))
                 seeds.append(r.seed)
                 schemas.append(schema)
         answers = self.engine.chat_json(conversations, seeds, schemas, self.config.temperature, self.config.max_tokens)
-        answers = [None if a is None else a | {"subject": s} for a, s in zip(answers, subjects)]
+        answers = [None if a is None else a | {"subject": s} for a, s in zip(answers, chosen)]
         return split_by_unit(batch, answers)
 
     def seed_subjects(self, batch: list[ExpansionWork]) -> list[list[str]]:
@@ -128,15 +128,14 @@ class ExpandStage(Stage):
         answers = self.engine.chat_json(conversations, [subjects.subject_seed(self.seed, r) for r in requests],
                                         subjects.subject_schema(settings.max_chars), self.config.temperature,
                                         settings.max_tokens) if asked else []
-        written: dict[tuple[int, int], str | None] = {key: (a or {}).get("subject") for key, a in zip(asked, answers)}
-        for u, work in enumerate(batch):
-            name = work.category.name
-            if name not in self.libraries:
-                self.libraries[name] = subjects.SubjectLibrary(work.category.seeds, settings.similarity,
-                                                                     settings.max_chars)
-            library = self.libraries[name]
-            units_asked = [i for i in range(len(work.requests)) if (u, i) in written]
-            for i, subject in zip(units_asked, library.novel([written[u, i] for i in units_asked])):
+        written: dict[int, list[tuple[int, str | None]]] = {}  # unit in the batch -> (request, the LLM's subject)
+        for (u, i), answer in zip(asked, answers):
+            written.setdefault(u, []).append((i, (answer or {}).get("subject")))
+        for u, found in written.items():
+            category = batch[u].category
+            if category.name not in self.libraries:
+                self.libraries[category.name] = subjects.SubjectLibrary(category.seeds, settings.similarity, settings.max_chars)
+            for (i, _), subject in zip(found, self.libraries[category.name].novel([s for _, s in found])):
                 if subject is not None:
                     chosen[u][i] = subject
         return chosen

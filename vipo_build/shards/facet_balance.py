@@ -42,7 +42,7 @@ class FacetBalance:
     def _targets(self) -> dict[tuple[str, str], int]:
         end = self.ends[self.block]
         size = end - (self.ends[self.block - 1] if self.block else 0)
-        return {(facet, value): max(_floor(share * size), _floor(share * end) - self.before[facet, value])
+        return {(facet, value): max(owed_pairs(share, size), owed_pairs(share, end) - self.before[facet, value])
                 for facet, values in self.shares.items() for value, share in values.items()}
 
     def owed(self, facet: str) -> int:
@@ -65,5 +65,6 @@ class FacetBalance:
         return True
 
 
-def _floor(x: float) -> int:
-    return math.floor(x + EPSILON)
+def owed_pairs(share: float, pairs: int) -> int:
+    """Pairs of a value that `pairs` pairs owe at a least share: floor(share x pairs)."""
+    return math.floor(share * pairs + EPSILON)
