@@ -73,7 +73,7 @@ def scan(url: str, config: PipelineConfig) -> None:
 
     def status() -> str:
         report = root_status(Storage(url))
-        return f"{report['shards']['complete']} complete"
+        return f"{report.shards.complete} complete"
 
     timed("resume decision", resume_decision)
     timed("status", status)

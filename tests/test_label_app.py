@@ -154,6 +154,8 @@ def test_two_raters_label_in_chromium_and_calibrate_reads_the_database(root, ser
             ann.click("#pick-left")
             ann.wait_for_function("(key) => document.querySelector('#screen').dataset.key !== key", arg=key)
             ann.click("#undo")
+            # The page goes back to the undone pair once the server has taken the answer back.
+            ann.wait_for_function("(key) => document.querySelector('#screen').dataset.key === key", arg=key)
             assert screen(ann)[0] == key
             ann.click("#pick-right")
             given[(key, "ann")] = right

@@ -190,7 +190,7 @@ def status(
     except VipoError as err:
         _fail(err)
     if as_json:
-        typer.echo(json.dumps(report, indent=1))
+        typer.echo(report.model_dump_json(indent=1))
     else:
         show(report, console)
 

@@ -11,6 +11,7 @@ from vipo_build.audit.model import AuditReport
 from vipo_build.config import PipelineConfig
 from vipo_build.shards.sample import SampleJson
 from vipo_build.shards.writer import MANIFEST_SCHEMA
+from vipo_build.status import RootStatus
 
 
 def _arrow_to_json(t: pa.DataType) -> dict:
@@ -46,6 +47,7 @@ def all_schemas() -> dict[str, dict]:
         "manifest-row.schema.json": manifest_row_schema(),
         "sample.schema.json": SampleJson.model_json_schema(),
         "audit.schema.json": AuditReport.model_json_schema(),
+        "status.schema.json": RootStatus.model_json_schema(),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -46,16 +47,16 @@ def build(run: Run, seconds: float) -> dict:
     }
 
 
-def drop_reasons(categories: dict[str, dict]) -> tuple[list[str], str | None]:
-    """The drop reasons of the categories' "dropped" counts, shown as columns #1, #2... (a table of
+def drop_reasons(dropped: Iterable[dict[str, int]]) -> tuple[list[str], str | None]:
+    """The drop reasons of the categories' dropped counts, shown as columns #1, #2... (a table of
     reason names would not fit 80 columns), and the caption that names them."""
-    reasons = list(drops.in_order({r: 0 for c in categories.values() for r in c["dropped"]}))
+    reasons = list(drops.in_order({r: 0 for counts in dropped for r in counts}))
     return reasons, (f"dropped: {', '.join(f'#{i} {r}' for i, r in enumerate(reasons, 1))}" if reasons else None)
 
 
 def show(result: dict, console: Console) -> None:
     categories = result["categories"]
-    reasons, caption = drop_reasons(categories)
+    reasons, caption = drop_reasons(c["dropped"] for c in categories.values())
     pairs = Table(title=f"Pairs ({result['shards']['committed']}/{result['shards']['planned']} shards committed)", caption=caption)
     pairs.add_column("category", no_wrap=True)
     for column in ("plan", "written", "kept", "prompts", "subjects", "facet combos", *(f"#{i}" for i in range(1, len(reasons) + 1))):

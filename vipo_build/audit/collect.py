@@ -23,7 +23,7 @@ from vipo_build.root import open_root, read_run_json
 from vipo_build.runtime.storage import Storage
 from vipo_build.shards.writer import MANIFEST_SCHEMA, committed_shards
 from vipo_build.calibration.report import CalibrationReport
-from vipo_build.status import root_status
+from vipo_build.status import RootStatus, root_status
 
 MANIFEST_BATCH = 64  # manifests held in memory as bytes at once
 MANIFEST_COLUMNS = [
@@ -39,7 +39,7 @@ class RootContents:
     plan: pa.Table  # shard, category, pairs: the whole planned dataset
     records: dict[str, dict]  # commit records of the committed shards, by shard name
     manifests: pa.Table  # MANIFEST_COLUMNS of every committed shard's manifest
-    status: dict  # root_status(judge=True): stage progress, per-category kept/dropped and the judge's figures from the caches
+    status: RootStatus  # root_status(judge=True): stage progress, per-category kept/dropped and the judge's figures from the caches
     calibration: CalibrationReport | None  # reports/calibration.json, where `calibrate --labels` has written it
     prompts: dict[str, CategoryPrompts]  # per category: pairs, subjects and the diversity sample of prompts
 

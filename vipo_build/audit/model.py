@@ -14,6 +14,7 @@ from vipo_build.audit.diversity import Diversity
 from vipo_build.calibration.report import CalibrationReport
 from vipo_build.config import AuditConfig
 from vipo_build.judge.agreement import DatasetAgreement
+from vipo_build.status import StageProgress
 from vipo_build.strict import StrictModel
 
 SCORE_BIN_EDGES = [1.0 + 0.25 * i for i in range(17)]  # judge scores are means of 1-5 votes
@@ -70,11 +71,6 @@ class Agreement(StrictModel):
     pairs: int
     mean_vote_share: float | None = Field(description="Mean share of judge votes for the chosen candidate.")
     order_consistent_rate: float | None = Field(description="Share of pairs whose winner did not depend on presentation order.")
-
-
-class StageProgress(StrictModel):
-    done: int
-    total: int
 
 
 class CategoryFunnel(StrictModel):

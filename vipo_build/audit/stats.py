@@ -14,11 +14,11 @@ import pyarrow.compute as pc
 
 from vipo_build.audit.collect import RootContents
 from vipo_build.audit.diversity import diversity_report
-from vipo_build.judge.agreement import DatasetAgreement
+from vipo_build.status import RootStatus
 from vipo_build.audit.model import (
     SCORE_BIN_EDGES, Agreement, CategoryBalance, CategoryFunnel, ClipLength, ComparedCategory, DimensionScores,
     Funnel, GeneratorRecord, Generators, Matchup, Media, PairCounts, Resolution, RunAudit, Scores, ShardBalance,
-    ShardCategory, ShardCounts, StageProgress,
+    ShardCategory, ShardCounts,
 )
 
 Counts = dict[str, dict[str, int]]  # shard -> category -> pairs
@@ -135,22 +135,22 @@ def agreement(manifests: pa.Table, categories: list[str]) -> list[Agreement]:
     return rows
 
 
-def funnel(status: dict) -> Funnel:
+def funnel(status: RootStatus) -> Funnel:
     """Pair counts from the caches, as root_status reads them."""
     categories = [
-        CategoryFunnel(category=name, judged=c["kept"] + sum(c["dropped"].values()), kept=c["kept"],
-                       written=c["written"], dropped=c["dropped"])
-        for name, c in status["categories"].items()
+        CategoryFunnel(category=name, judged=c.kept + sum(c.dropped.values()), kept=c.kept,
+                       written=c.written, dropped=c.dropped)
+        for name, c in status.categories.items()
     ]
     dropped: Counter = Counter()
     for c in categories:
         dropped.update(c.dropped)
-    stages = status["stages"]
+    stages = status.stages
     return Funnel(
-        prompts_requested=stages["prompts"]["total"], prompts_accepted=stages["prompts"]["done"],
+        prompts_requested=stages["prompts"].total, prompts_accepted=stages["prompts"].done,
         judged=sum(c.judged for c in categories), kept=sum(c.kept for c in categories),
         written=sum(c.written for c in categories), dropped=dict(sorted(dropped.items())),
-        stages={name: StageProgress(**s) for name, s in stages.items()}, categories=categories,
+        stages=stages, categories=categories,
     )
 
 
@@ -193,14 +193,14 @@ def run_audit(contents: RootContents) -> RunAudit:
         root=contents.storage.url,
         name=contents.config.name,
         config_hash=contents.config.output_hash(),
-        shards=ShardCounts(planned=len(planned), committed=len(shards), incomplete=contents.status["shards"]["incomplete"],
-                           running=contents.status["running"]),
+        shards=ShardCounts(planned=len(planned), committed=len(shards), incomplete=contents.status.shards.incomplete,
+                           running=contents.status.running),
         pairs=PairCounts(committed=contents.manifests.num_rows, target=sum(target.values()), planned=sum(quotas.values())),
         categories=balance,
         shard_balance=shard_balance(planned, written, record_counts(contents.records), shards),
         generators=generators(contents.manifests),
         agreement=agreement(contents.manifests, [c.category for c in balance]),
-        judge=DatasetAgreement.model_validate(contents.status["judge"]),
+        judge=contents.status.judge,
         judge_floors=contents.config.audit,
         calibration=contents.calibration,
         funnel=funnel(contents.status),
