@@ -65,8 +65,8 @@ def test_a_field_named_like_a_runtime_one_inside_free_form_options_counts(tmp_pa
         check_drift(storage, edited)
 
 
-@pytest.mark.parametrize("data_file", ["prompts/aesthetics.yaml", "prompts/text_rendering.yaml",
-                                       "prompts/vocabulary/text_rendering.yaml", "prompts/blocklists/en.txt"])
+@pytest.mark.parametrize("data_file", ["categories/aesthetics.yaml", "categories/text_rendering.yaml",
+                                       "categories/vocabulary/text_rendering.yaml", "blocklists/en.txt"])
 def test_an_edited_data_file_is_refused_and_resumes_once_restored(tmp_path, data_file):
     files = category_files(BASE)
     assert data_file in files

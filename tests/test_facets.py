@@ -58,7 +58,7 @@ def test_the_request_carries_its_facets_to_the_llm():
 
 
 def test_a_facet_weight_must_be_positive():
-    data = yaml.safe_load((REPO / "prompts" / "aesthetics.yaml").read_text())
+    data = yaml.safe_load((REPO / "vipo_build" / "categories" / "aesthetics.yaml").read_text())
     for weight in (0, float("inf")):
         data["facets"]["palette"]["values"]["warm"] = weight
         with pytest.raises(ValidationError, match=r"facet values \['warm'\] need a finite weight above 0"):

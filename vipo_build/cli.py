@@ -21,9 +21,6 @@ models_app = typer.Typer(no_args_is_help=True, help="Models the pipelines use.")
 app.add_typer(models_app, name="models")
 console = Console(soft_wrap=True)  # messages stay on one line; tables still fit the terminal
 
-SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
-
-
 def _fail(err: VipoError) -> None:
     """One line on stderr; exit 1 when the run did all it could but some units failed, else 2 (bad input)."""
     from vipo_build.run import UnitsFailed
@@ -322,8 +319,9 @@ def export(
 
 
 @app.command()
-def schema(out: Path = typer.Option(SCHEMAS_DIR, "--out", help="Folder for the JSON Schema files.")) -> None:
-    """Write the JSON Schemas of the pipeline config, manifest row, sample json and audit report."""
+def schema(out: Path = typer.Option(Path("schemas"), "--out", help="Folder for the JSON Schema files.")) -> None:
+    """Write the JSON Schemas of the pipeline config, manifest row, sample json, status and audit report (made from the
+    installed models, so any installation writes the ones it reads)."""
     from vipo_build.schemas import write_schemas
 
     for path in write_schemas(out):

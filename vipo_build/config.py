@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
 from vipo_build.errors import VipoError, read_utf8
-from vipo_build.prompts.categories import Category, Modality, known_categories, load_category
+from vipo_build.prompts.categories import Category, Modality, category_folder, known_categories, load_category
 from vipo_build.prompts.filter_config import PromptFilterConfig
 from vipo_build.runtime.endpoint import EndpointConfig
 from vipo_build.strict import RUNTIME_ONLY, StrictModel
@@ -271,7 +271,11 @@ class PipelineConfig(StrictModel):
     seed: int = Field(0, ge=0, description="Seed of every random choice; same config and seed give the same dataset.")
     output: str = Field(json_schema_extra=RUNTIME_ONLY, description="Dataset root: a local path (relative to the config file) or any fsspec URL.")
     total_pairs: int | None = Field(None, ge=1, description="Total kept pairs, split by category shares.")
-    categories: dict[str, CategoryConfig] = Field(min_length=1, description="Categories (files in prompts/) and quotas.")
+    category_dir: str | None = Field(
+        None, json_schema_extra=RUNTIME_ONLY,  # where the files are does not change the output; their bytes are hashed
+        description="Folder of category files and the vocabularies they name, relative to the config file (and readable "
+                    "on every node, like local model paths); default: the category files shipped with vipo-build.")
+    categories: dict[str, CategoryConfig] = Field(min_length=1, description="Categories (files in the category folder) and quotas.")
     prompts: PromptStageConfig
     generate: GenerateStageConfig
     judge: JudgeStageConfig
@@ -279,10 +283,19 @@ class PipelineConfig(StrictModel):
     ray: RayConfig = Field(default_factory=RayConfig, json_schema_extra=RUNTIME_ONLY)
     audit: AuditConfig = Field(default_factory=AuditConfig, json_schema_extra=RUNTIME_ONLY)
 
+    @field_validator("category_dir")
+    @classmethod
+    def _category_dir_exists(cls, folder: str | None) -> str | None:
+        if folder is not None and not Path(folder).is_dir():
+            raise ValueError(f"no folder {folder}")
+        return folder
+
     @field_validator("categories")
     @classmethod
-    def _known_categories(cls, categories: dict[str, CategoryConfig]) -> dict[str, CategoryConfig]:
-        known = known_categories()
+    def _known_categories(cls, categories: dict[str, CategoryConfig], info: ValidationInfo) -> dict[str, CategoryConfig]:
+        if "category_dir" not in info.data:  # the folder itself was refused: that is the error to show
+            return categories
+        known = known_categories(category_folder(info.data["category_dir"]))
         for name in categories:
             if name not in known:
                 raise ValueError(f"unknown category {name!r} (known: {', '.join(known)})")
@@ -298,7 +311,7 @@ class PipelineConfig(StrictModel):
             raise ValueError(f"total_pairs is {self.total_pairs} but the categories' fixed pairs add up to {fixed}")
         modalities = {g.modality for g in self.generate.generators}
         for name in self.categories:
-            category = load_category(name)
+            category = self.category(name)
             if category.modality not in modalities:
                 raise ValueError(f"category {name!r} needs a {category.modality} generator, none is configured")
             strategies = self.strategies_for(name)
@@ -317,7 +330,7 @@ class PipelineConfig(StrictModel):
     # Derived views -----------------------------------------------------------------------
 
     def category(self, name: str) -> Category:
-        return load_category(name)
+        return load_category(name, category_folder(self.category_dir))
 
     def strategies_for(self, category: str) -> dict[str, float]:
         mix = self.categories[category].pair_strategies or self.generate.pair_strategies
@@ -330,7 +343,7 @@ class PipelineConfig(StrictModel):
     def quotas(self) -> dict[str, int]:
         """Kept pairs per category; shares of total_pairs split by largest remainder so they sum exactly."""
         fixed = {n: c.pairs for n, c in self.categories.items() if c.pairs is not None}
-        shared = {n: (c.share or load_category(n).default_share) for n, c in self.categories.items() if c.pairs is None}
+        shared = {n: (c.share or self.category(n).default_share) for n, c in self.categories.items() if c.pairs is None}
         if not shared:
             return fixed
         rest = (self.total_pairs or 0) - sum(fixed.values())
@@ -420,6 +433,8 @@ def load_config(path: str | Path) -> tuple[PipelineConfig, Path]:
         raise VipoError(f"{path}: {where}bad YAML: {problem}") from None
     if not isinstance(data, dict):
         raise VipoError(f"{path}: bad YAML: expected a mapping at the top level")
+    if isinstance(data.get("category_dir"), str):
+        data["category_dir"] = str((path.resolve().parent / Path(data["category_dir"]).expanduser()).resolve())
     try:
         config = PipelineConfig.model_validate(data)
     except ValidationError as err:

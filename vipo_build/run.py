@@ -20,7 +20,6 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -35,8 +34,9 @@ from vipo_build.judge import panel
 from vipo_build.judge.agreement import AgreementTally
 from vipo_build.prompts import expand
 from vipo_build.prompts.accept import FilterStage, FilterWork, prompt_id
-from vipo_build.prompts.categories import CATEGORIES_DIR, Category
+from vipo_build.prompts.categories import Category, category_folder, read_category_files
 from vipo_build.prompts.expand import ExpandStage, ExpansionWork
+from vipo_build.prompts.safety import PACKAGED_BLOCKLISTS
 from vipo_build.records import Prompt, Verdict
 from vipo_build.runtime import cache, failpoints
 from vipo_build.runtime.lock import writer_lock
@@ -74,16 +74,12 @@ def prepare(config_path: str | Path, out: str | None) -> tuple[PipelineConfig, S
 
 def category_files(config: PipelineConfig) -> dict[str, str]:
     """sha256 of each data file used: seeds, instructions, rubric, vocabularies and blocklists change the output too."""
-    files = [f"{name}.yaml" for name in config.categories]
-    files += [vocabulary for name in config.categories if (vocabulary := vocabulary_file(name))]
-    files += [f"blocklists/{language}.txt" for language in config.prompts.filters.safety.blocklists]
-    return {f"prompts/{name}": hashlib.sha256((CATEGORIES_DIR / name).read_bytes()).hexdigest() for name in files}
-
-
-def vocabulary_file(category: str) -> str | None:
-    """The vocabulary file a category file names (`words.vocabulary`), if any."""
-    words = yaml.safe_load((CATEGORIES_DIR / f"{category}.yaml").read_text(encoding="utf-8")).get("words") or {}
-    return words.get("vocabulary")
+    folder = category_folder(config.category_dir)
+    used = {f"categories/{name}": folder / name
+            for category in config.categories for name in read_category_files(category, folder)[1]}
+    used |= {f"blocklists/{language}.txt": PACKAGED_BLOCKLISTS / f"{language}.txt"
+             for language in config.prompts.filters.safety.blocklists}
+    return {key: hashlib.sha256(file.read_bytes()).hexdigest() for key, file in sorted(used.items())}
 
 
 def check_drift(storage: Storage, config: PipelineConfig) -> bool:

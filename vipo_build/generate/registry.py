@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
     from rich.console import Console
 
-REGISTRY_FILE = Path(__file__).with_name("registry.yaml")
+REGISTRY_FILE = files("vipo_build.generate") / "registry.yaml"
 
 GuidanceMode = Literal["cfg", "embedded", "true_cfg"]
 Size = tuple[int, int]
@@ -110,14 +110,14 @@ class Family(FrozenModel):
 @cache
 def families() -> dict[str, Family]:
     """Every registered family by name, in registry.yaml order."""
-    data = yaml.safe_load(REGISTRY_FILE.read_text())["families"]
+    data = yaml.safe_load(REGISTRY_FILE.read_text(encoding="utf-8"))["families"]
     return {name: Family(name=name, **entry) for name, entry in data.items()}
 
 
 @cache
 def engine_costs() -> dict[str, EngineCost]:
     """The cost figures of the vLLM engines the registry knows, by model."""
-    data = yaml.safe_load(REGISTRY_FILE.read_text())["engines"]
+    data = yaml.safe_load(REGISTRY_FILE.read_text(encoding="utf-8"))["engines"]
     return {model: EngineCost(**entry) for model, entry in data.items()}
 
 

@@ -7,7 +7,7 @@ The data lives in registry.yaml beside this module.
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import TYPE_CHECKING, Literal
 
 import yaml
@@ -19,7 +19,7 @@ from vipo_build.strict import FrozenModel
 if TYPE_CHECKING:
     from rich.console import Console
 
-REGISTRY_FILE = Path(__file__).with_name("registry.yaml")
+REGISTRY_FILE = files("vipo_build.judge") / "registry.yaml"
 
 
 class ServingSettings(FrozenModel):
@@ -50,7 +50,7 @@ class JudgeModel(FrozenModel):
 @cache
 def judge_models() -> dict[str, JudgeModel]:
     """Every registered judge model by name, in registry.yaml order."""
-    data = yaml.safe_load(REGISTRY_FILE.read_text())
+    data = yaml.safe_load(REGISTRY_FILE.read_text(encoding="utf-8"))
     return {name: JudgeModel(name=name, **entry) for name, entry in data.items()}
 
 

@@ -1,9 +1,11 @@
-"""Categories are data: one YAML file per category in the project's `prompts/` folder."""
+"""Categories are data: one YAML file per category, shipped in `vipo_build/categories/` (a config may name its own folder)."""
 
 from __future__ import annotations
 
 import math
 from functools import cache
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 from vipo_build.errors import VipoError, read_utf8
 from vipo_build.strict import FrozenModel
 
-CATEGORIES_DIR = Path(__file__).resolve().parents[2] / "prompts"
+PACKAGED_CATEGORIES: Traversable = files("vipo_build") / "categories"
 
 Modality = Literal["image", "video"]
 
@@ -111,11 +113,18 @@ class Category(FrozenModel):
         return self.expansion.perturbation is not None or self.words is not None
 
 
+def category_folder(folder: str | None) -> Traversable:
+    """A config's category folder: its own, or the one shipped in the package."""
+    return PACKAGED_CATEGORIES if folder is None else Path(folder)
+
+
 @cache
-def load_category(name: str, directory: Path = CATEGORIES_DIR) -> Category:
+def read_category_files(name: str, directory: Traversable = PACKAGED_CATEGORIES) -> tuple[dict, tuple[str, ...]]:
+    """A category file's data with its vocabulary read in, and the names (in the folder) of the files read."""
     path = directory / f"{name}.yaml"
     if not path.is_file():
         raise VipoError(f"unknown category {name!r} (known: {', '.join(known_categories(directory))})")
+    read = [f"{name}.yaml"]
     try:
         data = yaml.safe_load(read_utf8(path))
         words = data.get("words") if isinstance(data, dict) else None
@@ -123,12 +132,21 @@ def load_category(name: str, directory: Path = CATEGORIES_DIR) -> Category:
             vocabulary = directory / words["vocabulary"]
             if not vocabulary.is_file():
                 raise VipoError(f"{path}: words.vocabulary: no file {vocabulary}")
+            read.append(words["vocabulary"])
             words["vocabulary"] = yaml.safe_load(read_utf8(vocabulary))
+    except yaml.YAMLError as err:
+        raise VipoError(f"{path}: invalid category file: {' '.join(str(err).splitlines()[0:3])}") from None
+    return data, tuple(read)
+
+
+@cache
+def load_category(name: str, directory: Traversable = PACKAGED_CATEGORIES) -> Category:
+    data, _ = read_category_files(name, directory)
+    try:
         return Category.model_validate(data)
-    except (yaml.YAMLError, ValidationError) as err:
-        first = str(err).splitlines()[0:3]
-        raise VipoError(f"{path}: invalid category file: {' '.join(first)}") from None
+    except ValidationError as err:
+        raise VipoError(f"{directory / f'{name}.yaml'}: invalid category file: {' '.join(str(err).splitlines()[0:3])}") from None
 
 
-def known_categories(directory: Path = CATEGORIES_DIR) -> list[str]:
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+def known_categories(directory: Traversable = PACKAGED_CATEGORIES) -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in directory.iterdir() if p.is_file() and p.name.endswith(".yaml"))

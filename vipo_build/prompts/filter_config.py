@@ -49,7 +49,7 @@ class SafetyConfig(StrictModel):
 
     blocklists: list[str] = Field(
         default_factory=lambda: ["en"],
-        description="Languages whose blocklist (prompts/blocklists/<language>.txt) applies to every prompt; entries "
+        description="Languages whose blocklist (vipo_build/blocklists/<language>.txt) applies to every prompt; entries "
         "match whole words after the same normalisation as exact dedup.",
     )
     classifier: str | None = Field(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 from vipo_build.errors import VipoError
-from vipo_build.prompts.categories import CATEGORIES_DIR
 from vipo_build.prompts.dedup import normalise
 
-BLOCKLISTS_DIR = CATEGORIES_DIR / "blocklists"
+PACKAGED_BLOCKLISTS: Traversable = files("vipo_build") / "blocklists"
 
 Classifier = Callable[[list[str]], list[bool]]
 
@@ -41,20 +41,20 @@ class Blocklist:
         return None
 
 
-def read_blocklist(path: Path) -> set[str]:
+def read_blocklist(path: Traversable) -> set[str]:
     """A blocklist file: one word or phrase a line; blank lines and lines starting with # are skipped."""
     lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
     return {normalise(line) for line in lines if line and not line.startswith("#")} - {""}
 
 
 @cache
-def load_blocklist(languages: tuple[str, ...], directory: Path = BLOCKLISTS_DIR) -> Blocklist:
+def load_blocklist(languages: tuple[str, ...], directory: Traversable = PACKAGED_BLOCKLISTS) -> Blocklist:
     """The union of the languages' blocklists, read once per process."""
     phrases: set[str] = set()
     for language in languages:
         path = directory / f"{language}.txt"
         if not path.is_file():
-            known = sorted(p.stem for p in directory.glob("*.txt"))
+            known = sorted(p.name.removesuffix(".txt") for p in directory.iterdir() if p.name.endswith(".txt"))
             raise VipoError(f"prompts.filters.safety.blocklists: no blocklist for {language!r} in {directory} (known: {', '.join(known)})")
         phrases |= read_blocklist(path)
     return Blocklist(phrases)
