@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from diffusers import FluxPipeline
 
-from vipo_build.config import GeneratorConfig, ImageOutputConfig, PoolConfig, RayConfig
+from vipo_build.config import GeneratorConfig, ImageOutputConfig, PoolConfig, RayConfig, VideoOutputConfig
 from vipo_build.generate.actor import GenerateStage, GenerationWork
 from vipo_build.models.tiny import make_tiny_models
 from vipo_build.records import CandidateSpec
@@ -111,8 +111,8 @@ def stage_ray(config: GeneratorConfig, image: ImageOutputConfig, storage: Storag
     from vipo_build.runtime.scheduler import Scheduler, start_ray
 
     start_ray(RayConfig(num_cpus=threads, object_store_mb=512))
-    generator = GenerateStage(config.model_copy(update={"pool": PoolConfig(actors=1, num_cpus=threads)}), image, storage)
-    scheduler = Scheduler(warn=print)
+    generator = GenerateStage(config.model_copy(update={"pool": PoolConfig(actors=1, num_cpus=threads)}), image, VideoOutputConfig(), storage)
+    scheduler = Scheduler()
     scheduler.add(generator, lambda task, result: None)
 
     def run(specs: list[CandidateSpec], prompts: list[str], unit: int) -> None:
@@ -172,7 +172,7 @@ def main() -> None:
     generator_config = GeneratorConfig(name="flux", model=model, modality="image", steps=args.steps,
                                        guidance=GUIDANCE, dtype=dtype, batch_size=args.batch_size,
                                        first_block_cache=args.first_block_cache, fp8_weights=args.fp8_weights)
-    generator = GenerateStage(generator_config, image, storage)
+    generator = GenerateStage(generator_config, image, VideoOutputConfig(), storage)
     if args.full_size:
         generator_around(generator, bare)
     else:

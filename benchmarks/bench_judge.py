@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -34,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from engine_timing import best_seconds  # noqa: E402
 
 from vipo_build.config import EngineConfig, JudgeEngineConfig, JudgeStageConfig  # noqa: E402
+from vipo_build.generate.encode import encode_image
 from vipo_build.judge.actor import ORDERS, JudgeItem, JudgeStage  # noqa: E402
 from vipo_build.judge.rubric import judge_conversation, verdict_schema  # noqa: E402
 from vipo_build.prompts.categories import load_category  # noqa: E402
@@ -42,7 +42,7 @@ from vipo_build.seeding import derive_seed  # noqa: E402
 
 def items(n: int, size: int) -> list[JudgeItem]:
     rng = np.random.default_rng(0)
-    views = [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(2 * n)]
+    views = [encode_image(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), "png", 95) for _ in range(2 * n)]
     return [JudgeItem(f"aesthetics-u{i // 16:06d}-p{i % 16:03d}", f"a lighthouse at dusk, view {i}", (views[2 * i], views[2 * i + 1]))
             for i in range(n)]
 

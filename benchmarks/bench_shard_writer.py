@@ -40,7 +40,7 @@ def make_pairs(n: int, kib: int) -> list[Pair]:
         sides = [Candidate(prompt_id=prompt.id, side=s, generator="flux", seed=1000 * i + s, width=1024, height=1024,
                            format="jpg", media=os.urandom(kib * 1024)) for s in (0, 1)]
         scores = [{d: 4 for d in DIMENSIONS}, {d: 2 for d in DIMENSIONS}]
-        votes = [Vote(order=o, sample=k, seed=k, winner_side=0, scores=scores) for o in ("AB", "BA") for k in range(2)]
+        votes = [Vote(judge="bench", order=o, view="image", sample=k, seed=k, winner_side=0, scores=scores) for o in ("AB", "BA") for k in range(2)]
         verdict = Verdict(pair_id=prompt.id, kept=True, reason="kept", chosen_side=0, vote_share=1.0, order_consistent=True,
                           votes_for=[4, 0, 0], mean_scores=[{d: 4.0 for d in DIMENSIONS}, {d: 2.0 for d in DIMENSIONS}],
                           votes=votes)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from full_size import full_size_wan_1_3b  # noqa: E402
 
-from vipo_build.config import GeneratorConfig, ImageOutputConfig  # noqa: E402
+from vipo_build.config import GeneratorConfig, ImageOutputConfig, VideoOutputConfig  # noqa: E402
 from vipo_build.generate.actor import GenerateStage, GenerationWork  # noqa: E402
 from vipo_build.models.tiny import make_tiny_models  # noqa: E402
 from vipo_build.records import CandidateSpec  # noqa: E402
@@ -51,7 +51,7 @@ def main() -> None:
         model, dtype = str(make_tiny_models(REPO / "build" / "tiny-models", ["wan"])["wan"]), "float32"
     config = GeneratorConfig(name="wan", model=model, modality="video", steps=steps, guidance=5.0, dtype=dtype,
                              batch_size=1)
-    stage = GenerateStage(config, ImageOutputConfig(), storage)  # clips are encoded as MP4 whatever the image config
+    stage = GenerateStage(config, ImageOutputConfig(), VideoOutputConfig(), storage)  # clips are encoded as MP4 whatever the image config
     if args.full_size:
         stage.device, stage.pipeline = "cuda", full_size_wan_1_3b("cuda")
     else:

@@ -97,7 +97,7 @@ class SimulatedGenerate(Stage):
         import pyarrow.parquet as pq
 
         spec = CandidateSpec(prompt_id="warm-up", side=0, generator=self.config.name, seed=0, width=8, height=8)
-        candidate = encode_candidate(spec, np.zeros((8, 8, 3), dtype=np.uint8), self.image)
+        candidate = encode_candidate(spec, np.zeros((8, 8, 3), dtype=np.uint8), self.image, min_motion=0.0)
         pq.write_table(pa.Table.from_pylist([candidate.model_dump()]), io.BytesIO())
 
     def process(self, batch: list[GenerationWork]) -> list[int]:
@@ -109,7 +109,7 @@ class SimulatedGenerate(Stage):
             for spec in work.specs:
                 shade = spec.seed % 256
                 candidates.append(encode_candidate(spec.model_copy(update={"width": 8, "height": 8}),
-                                                   np.full((8, 8, 3), shade, dtype=np.uint8), self.image))
+                                                   np.full((8, 8, 3), shade, dtype=np.uint8), self.image, min_motion=0.0))
             cache.write_candidates(self.storage, work.category, work.unit, self.config.name, candidates)
             out.append(len(candidates))
         return out
@@ -141,7 +141,7 @@ class SimulatedJudge(Stage):
                         answer = {"winner": "A" if shown_first else "B",
                                   "scores_a": {d: 4 if shown_first else 2 for d in dims},
                                   "scores_b": {d: 2 if shown_first else 4 for d in dims}}
-                        votes.append(to_vote(answer, order, sample, seed, dims, self.judge.name))
+                        votes.append(to_vote(answer, order, sample, seed, dims, self.judge.name, "image"))
                 verdicts.append(aggregate(prompt.id, votes, self.config.threshold, work.category.rubric.critical))
             cache.write_judged(self.storage, work.category.name, work.unit, self.judge.name, work.prompts, verdicts)
             out.append(verdicts)

@@ -52,7 +52,7 @@ def make_pair(category: str, i: int, media: Media = text_media) -> Pair:
     sides = [Candidate(prompt_id=key, side=s, generator="flux", seed=2 * i + s, width=96, height=64, format="mp4" if video else "jpg",
                        media=media(key, ("chosen", "rejected")[s])) for s in (0, 1)]
     scores = [{d: 4 for d in DIMENSIONS}, {d: 2 for d in DIMENSIONS}]
-    votes = [Vote(judge="j", order=o, sample=k, seed=k, winner_side=0, scores=scores) for o in ("AB", "BA") for k in range(2)]
+    votes = [Vote(judge="j", order=o, view="image", sample=k, seed=k, winner_side=0, scores=scores) for o in ("AB", "BA") for k in range(2)]
     verdict = Verdict(pair_id=key, kept=True, reason="kept", chosen_side=0, vote_share=1.0, order_consistent=True,
                       votes_for=[4, 0, 0], mean_scores=[{d: 4.0 for d in DIMENSIONS}, {d: 2.0 for d in DIMENSIONS}],
                       votes=votes)

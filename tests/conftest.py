@@ -30,7 +30,8 @@ def tiny_config(**overrides) -> dict:
     """pipelines/tiny.yaml as a dict with absolute model paths, top-level keys replaced by `overrides`."""
     config = yaml.safe_load((REPO / "pipelines" / "tiny.yaml").read_text())
     config["prompts"]["engine"]["model"] = str(TINY_MODELS / "llm")
-    config["judge"]["engines"][0]["engine"]["model"] = str(TINY_MODELS / "vlm")
+    for judge in config["judge"]["engines"]:
+        judge["engine"]["model"] = str(TINY_MODELS / Path(judge["engine"]["model"]).name)
     for generator in config["generate"]["generators"]:
         generator["model"] = str(TINY_MODELS / Path(generator["model"]).name)
     config.update(overrides)

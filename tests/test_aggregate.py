@@ -12,14 +12,14 @@ def answer(winner: str, a: int = 3, b: int = 3) -> dict:
 
 
 def votes(ab: list, ba: list) -> list:
-    out = [to_vote(x, "AB", i, i, DIMS, "j") for i, x in enumerate(ab)]
-    return out + [to_vote(x, "BA", i, 100 + i, DIMS, "j") for i, x in enumerate(ba)]
+    out = [to_vote(x, "AB", i, i, DIMS, "j", "image") for i, x in enumerate(ab)]
+    return out + [to_vote(x, "BA", i, 100 + i, DIMS, "j", "image") for i, x in enumerate(ba)]
 
 
 def test_votes_map_back_to_sides():
-    v = to_vote(answer("A", a=5, b=1), "BA", 0, 7, DIMS, "j")
+    v = to_vote(answer("A", a=5, b=1), "BA", 0, 7, DIMS, "j", "image")
     assert v.winner_side == 1 and v.scores[1]["alignment"] == 5 and v.scores[0]["alignment"] == 1
-    assert to_vote(answer("tie"), "AB", 0, 7, DIMS, "j").winner_side is None
+    assert to_vote(answer("tie"), "AB", 0, 7, DIMS, "j", "image").winner_side is None
 
 
 def test_consistent_unanimous_pair_is_kept():

@@ -131,8 +131,8 @@ def answer(winner: str, a: int = 3, b: int = 3) -> dict:
 
 
 def verdict(pair_id: str, ab: list, ba: list, critical: tuple = ()):
-    votes = [to_vote(x, "AB", i, i, DIMS, "j") for i, x in enumerate(ab)]
-    votes += [to_vote(x, "BA", i, 100 + i, DIMS, "j") for i, x in enumerate(ba)]
+    votes = [to_vote(x, "AB", i, i, DIMS, "j", "image") for i, x in enumerate(ab)]
+    votes += [to_vote(x, "BA", i, 100 + i, DIMS, "j", "image") for i, x in enumerate(ba)]
     return aggregate(pair_id, votes, 0.75, list(critical))
 
 

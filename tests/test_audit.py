@@ -62,7 +62,7 @@ def make_pair(config: PipelineConfig, category: str, ordinal: int) -> Pair:
     ]
     dimensions = spec.rubric.dimension_names
     scores = [{d: 4 + ordinal % 2 for d in dimensions}, {d: 2 + ordinal % 3 for d in dimensions}]
-    votes = [Vote(judge="j", order=o, sample=0, seed=k, winner_side=0 if k or ordinal % 3 else 1, scores=scores)
+    votes = [Vote(judge="j", order=o, view="image", sample=0, seed=k, winner_side=0 if k or ordinal % 3 else 1, scores=scores)
              for k, o in enumerate(("AB", "BA"))]
     consistent = votes[0].winner_side == votes[1].winner_side
     verdict = Verdict(pair_id=prompt.id, kept=True, reason="kept", chosen_side=0, vote_share=1.0 if consistent else 0.5,

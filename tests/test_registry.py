@@ -234,7 +234,7 @@ def test_tiny_family_generates_through_the_generator(name: str, one_thread: None
     raw = apply_family_defaults({"family": name, **overrides})
     raw.pop("family")
     raw["call_options"].update(TINY_CALL_OPTIONS.get(family.tiny, {}))
-    generator = GenerateStage(GeneratorConfig.model_validate(raw), ImageOutputConfig(), storage=None)
+    generator = GenerateStage(GeneratorConfig.model_validate(raw), ImageOutputConfig(), VideoOutputConfig(), storage=None)
     generator.setup()
     assert type(generator.pipeline).__name__ == family.pipeline
 

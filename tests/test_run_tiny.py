@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -76,7 +77,21 @@ def test_rerun_of_finished_run_writes_nothing(tiny_run):
     result = vipo("run", str(config))
     assert result.returncode == 0, result.stderr
     assert "nothing to do" in result.stdout
+    quiet = vipo("--quiet", "run", str(config))
+    assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout + quiet.stderr
     assert snapshot(root) == before
+
+
+def test_the_run_log_holds_every_call_with_its_actor_and_units(tiny_run):
+    _, root, _ = tiny_run
+    [run_log] = (root / "logs").glob("run-*.log")
+    lines = run_log.read_text().splitlines()
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} DEBUG   vipo_build\.run: vipo-build \S+, config \S+tiny1\.yaml, root ", lines[0])
+    sent = [line for line in lines if re.search(r"scheduler: judge:tiny-vlm#\d+: call of units? \w+/u\d{6}.* sent$", line)]
+    done = [line for line in lines if re.search(r"scheduler: judge:tiny-vlm#\d+: units? \w+/u\d{6}.* done in [\d.]+ s$", line)]
+    assert len(sent) == len(done) > 0  # each call logged when sent and when done
+    judged = json.loads((root / "summary.json").read_text())["stages"]["judge:tiny-vlm"]["items"]
+    assert sum(len(re.findall(r"\w+/u\d{6}", line)) for line in done) == judged
 
 
 def copy_of_root(root: Path, tmp_path: Path, shard: str) -> tuple[Path, dict[str, bytes]]:
@@ -99,7 +114,10 @@ def test_interrupted_run_rebuilds_missing_shards_only(tiny_run, tmp_path):
     assert f"{plan.num_shards - 1} of {plan.num_shards} shards already committed" in result.stdout
     after = snapshot(copy)
     changed = sorted(k for k in after if before.get(k) != after[k])
-    assert changed == ["progress.json", f"shards/{victim}.json", f"shards/{victim}.parquet", f"shards/{victim}.tar", "summary.json"]
+    [run_log] = [k for k in changed if k.startswith("logs/")]  # this run's own, beside the first run's
+    assert changed == [run_log, "progress.json", f"shards/{victim}.json", f"shards/{victim}.parquet", f"shards/{victim}.tar",
+                       "summary.json"]
+    assert f"Resuming {copy}: {plan.num_shards - 1} of {plan.num_shards} shards already committed." in (copy / run_log).read_text()
     summary = json.loads((copy / "summary.json").read_text())
     judged_units = sum(len(list((copy / "cache" / c).glob("*.judged.json"))) for c in CATEGORIES)
     # nothing expanded, generated or judged again; a unit judged past its category's quota (in flight when

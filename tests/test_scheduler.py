@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
 import shutil
@@ -79,7 +80,7 @@ def local_ray():
 
 def run_all(stage: Stage, work: list, priorities: list | None = None) -> tuple[list, list, Scheduler]:
     results, failures = [], []
-    scheduler = Scheduler(warn=lambda line: None)
+    scheduler = Scheduler()
     scheduler.add(stage, lambda task, result: results.append(result), lambda task, failure: failures.append(failure))
     for i, item in enumerate(work):
         scheduler.submit(stage.name, f"aesthetics/u{item:06d}", item, priorities[i] if priorities else (i,))
@@ -100,7 +101,7 @@ def test_work_goes_out_in_priority_order_in_calls_of_units_per_call(local_ray):
 def test_calls_in_flight_are_bounded_per_actor(local_ray):
     log = Log.remote()
     pool = PoolConfig(actors=2, num_cpus=0.25, calls_in_flight=2)
-    scheduler = Scheduler(warn=lambda line: None)
+    scheduler = Scheduler()
     scheduler.add(Echo("judge", pool, log, seconds=0.05), lambda task, result: None)
     for i in range(12):
         scheduler.submit("judge", f"aesthetics/u{i:06d}", i, (i,))
@@ -119,8 +120,9 @@ def test_calls_in_flight_are_bounded_per_actor(local_ray):
     (Echo("judge", PoolConfig(num_cpus=0.25, retries=2), fail_on=frozenset({3})), "ValueError: no good: [3]"),
     (CannotStart(), "VipoError: judge.engine: set max_model_len: a CPU engine sizes its token budget from it"),
 ])
-def test_a_unit_that_keeps_failing_is_given_up_after_its_retries_and_the_rest_is_done(local_ray, stage, cause):
-    results, failures, _ = run_all(stage, [1, 2, 3, 4])
+def test_a_unit_that_keeps_failing_is_given_up_after_its_retries_and_the_rest_is_done(local_ray, stage, cause, caplog):
+    with caplog.at_level(logging.WARNING, logger="vipo_build.runtime.scheduler"):
+        results, failures, _ = run_all(stage, [1, 2, 3, 4])
     assert sorted(f.unit for f in failures) == (["aesthetics/u000003"] if isinstance(stage, Echo) else
                                           [f"aesthetics/u{i:06d}" for i in (1, 2, 3, 4)])
     failure = failures[0]
@@ -130,7 +132,11 @@ def test_a_unit_that_keeps_failing_is_given_up_after_its_retries_and_the_rest_is
     if isinstance(stage, Echo):
         assert sorted(results) == [1, 2, 4]
         # the record names the process that raised, its node and its log file, and keeps the traceback
-        assert re.fullmatch(r"pid \d+ on [\d.]+, log /\S+\.out, /\S+\.err", failure.actor), failure.actor
+        assert re.fullmatch(r"judge#3, pid \d+ on [\d.]+, log /\S+\.out, /\S+\.err", failure.actor), failure.actor
+        # each retry is logged once, naming the actor that failed (a fresh one each time) and the unit
+        assert [r.getMessage() for r in caplog.records] == [
+            f"judge#{n} failed on unit aesthetics/u000003 (attempt {n} of 3): ValueError: no good: [3]; retrying on a fresh actor"
+            for n in (1, 2)]
         assert failure.traceback[-2:] == ["ValueError: no good: [3]", "second line"]
         assert any(line.strip().startswith("raise ValueError") for line in failure.traceback)
 

@@ -13,10 +13,10 @@ import urllib.request
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from tests.s3 import free_port
 from vipo_build.config import EngineConfig, JudgeEngineConfig, JudgeStageConfig
+from vipo_build.generate.encode import encode_image
 from vipo_build.judge.actor import JudgeItem, JudgeStage
 from vipo_build.prompts.categories import load_category
 from vipo_build.runtime.endpoint import EndpointConfig
@@ -71,7 +71,7 @@ def requests_running(port: int) -> float:
 
 def items(n: int) -> list[JudgeItem]:
     rng = np.random.default_rng(0)
-    view = lambda: Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))  # noqa: E731
+    view = lambda: encode_image(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "png", 95)  # noqa: E731
     return [JudgeItem(f"aesthetics-u000000-p{i:03d}", f"a lighthouse at dusk, number {i}", (view(), view())) for i in range(n)]
 
 

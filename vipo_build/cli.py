@@ -21,6 +21,20 @@ models_app = typer.Typer(no_args_is_help=True, help="Models the pipelines use.")
 app.add_typer(models_app, name="models")
 console = Console(soft_wrap=True)  # messages stay on one line; tables still fit the terminal
 
+
+@app.callback()
+def options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show each call sent to an actor, its units and time."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Show warnings and errors only: no progress bars or notes."),
+) -> None:
+    """Options of every command (before its name: `vipo-build -q run CONFIG`)."""
+    from vipo_build import logs
+
+    if verbose and quiet:
+        _fail(VipoError("--verbose and --quiet: choose one"))
+    logs.configure(console, 1 if verbose else -1 if quiet else 0)
+
+
 def _fail(err: VipoError) -> None:
     """One line on stderr; exit 1 when the run did all it could but some units failed, else 2 (bad input)."""
     from vipo_build.run import UnitsFailed
@@ -155,7 +169,30 @@ def show_plan(config, plan, root: str) -> None:
     console.print(f"judge: {judges}, {config.judge.votes} votes x 2 orders each, threshold {config.judge.threshold}{rule}",
                   soft_wrap=True)
     console.print(f"prompt LLM: {config.prompts.engine.model}", soft_wrap=True)
+    show_judge_views(config)
     show_pools(config)
+
+
+def show_judge_views(config) -> None:
+    """What each judge sees of each modality the config generates, and its visual tokens per request (two candidates)."""
+    from vipo_build.cost_plan import request_tokens
+    from vipo_build.judge.budget import sampled_frames, view_kind
+
+    modalities = sorted({config.category(c).modality for c in config.categories})
+    j = config.judge
+    for engine in config.judge.engines:
+        seen = []
+        for modality in (m for m in modalities if m in engine.modalities):
+            kind, output = view_kind(engine, modality), config.output_for(modality)
+            if kind == "image":
+                how = f"{j.image_size} px"
+            elif kind == "contact_sheet":
+                how = f"{min(j.video_frames, output.frames)} frames tiled in {j.image_size} px"
+            else:
+                how = f"{sampled_frames(output.frames, output.fps, j)} frames at {j.video_fps:g} fps, {j.video_size} px"
+            seen.append(f"{modality} as {kind.replace('_', ' ')} ({how}): {request_tokens(config, engine, modality):,} "
+                        "visual tokens a request")
+        console.print(f"judge {engine.name} sees " + "; ".join(seen), soft_wrap=True)
 
 
 def show_pools(config) -> None:

@@ -176,6 +176,10 @@ class VideoOutputConfig(StrictModel):
     height: int = Field(720, ge=16, multiple_of=16)
     frames: int = Field(81, ge=1, description="Frames per clip (Wan wants 4k+1).")
     fps: int = Field(16, ge=1)
+    min_motion: float = Field(
+        0.01, ge=0, description="Least mean optical flow of a clip, in frame widths per second (0.1: the content moves a "
+        "tenth of the frame's width each second); a clip below it is a static_clip defect, its pair dropped unjudged. "
+        "0 turns the check off.")
 
 
 class GenerateStageConfig(StrictModel):
@@ -201,6 +205,14 @@ class JudgeEngineConfig(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description="Names its votes, its cache files and its pool (judge:{name}).")
     engine: EngineConfig
     pool: PoolConfig = Field(default_factory=PoolConfig, json_schema_extra=RUNTIME_ONLY)
+    modalities: list[Modality] = Field(["image", "video"], min_length=1,
+                                       description="The categories' modalities this judge judges (a panel of the judges "
+                                                   "of each pair's modality gives its verdict).")
+    video_input: Literal["native", "contact_sheet"] | None = Field(
+        None, description="How this judge sees a clip: native (sampled frames sent as video, for model families that read "
+        "video) or contact_sheet (frames tiled into one image). Default: native when the judge registry lists video "
+        "among the model's inputs, or a local model's config.json names a video-reading family (Qwen2-VL, Qwen2.5-VL, "
+        "Qwen3-VL); else contact_sheet.")
 
 
 PanelRule = Literal["all_agree", "pooled"]
@@ -220,12 +232,20 @@ class JudgeStageConfig(StrictModel):
     max_tokens: int = Field(256, ge=16, description="Token limit of one answer (leave room for reason_chars).")
     reason_chars: int = Field(200, ge=0, description="Longest reason the judge may give; 0 asks for none.")
     image_size: int = Field(448, ge=16, description="Longest side of the images the judge sees.")
-    video_frames: int = Field(8, ge=1, description="Frames sampled uniformly from a clip, shown as one contact sheet.")
+    video_frames: int = Field(8, ge=1, description="Frames sampled uniformly from a clip, shown as one contact sheet "
+                                                   "(judges that see clips as contact sheets).")
+    video_fps: float = Field(2.0, gt=0, description="Frames per second of clip sampled for judges that read video natively.")
+    video_max_frames: int = Field(16, ge=2, description="Most frames sampled from one clip for a native video judge.")
+    video_size: int = Field(448, ge=28, description="Longest side of the frames a native video judge sees.")
 
     @field_validator("engines")
     @classmethod
     def _unique_judges(cls, engines: list[JudgeEngineConfig]) -> list[JudgeEngineConfig]:
         return unique_names("judge", engines)
+
+    def judges_for(self, modality: str) -> list[JudgeEngineConfig]:
+        """The judges of a modality's pairs, in config order."""
+        return [e for e in self.engines if modality in e.modalities]
 
 
 class ShardConfig(StrictModel):
@@ -314,6 +334,9 @@ class PipelineConfig(StrictModel):
             category = self.category(name)
             if category.modality not in modalities:
                 raise ValueError(f"category {name!r} needs a {category.modality} generator, none is configured")
+            if not self.judge.judges_for(category.modality):
+                raise ValueError(f"category {name!r} needs a judge of {category.modality} pairs, none lists it in "
+                                 "judge.engines[].modalities")
             strategies = self.strategies_for(name)
             same_modality = [g for g in self.generate.generators if g.modality == category.modality]
             if strategies.get("cross_model", 0) > 0 and len(same_modality) < 2:

@@ -15,8 +15,9 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from vipo_build.config import PipelineConfig
+from vipo_build.config import JudgeEngineConfig, PipelineConfig
 from vipo_build.errors import VipoError
+from vipo_build.judge.budget import candidate_tokens
 from vipo_build.preflight import Cluster, problems
 from vipo_build.runtime.cache import PART_UNITS
 
@@ -33,7 +34,6 @@ FP8_WEIGHTS_FACTOR = 1.05  # float8 storage casts each layer's weights up as it 
 ACTOR_SHARES = (1.0, 0.5, 0.25)
 WEIGHTS_SHARE = 0.75  # weights may fill this much of an actor's share of GPU memory; the rest is activations
 SHORTER_BY = 0.001  # a pool keeps an actor only when dropping it would lengthen the run by more than this
-VIEW_PATCH = 28  # pixels per visual token side of Qwen2.5-VL-style judges
 # Bytes of an encoded candidate per pixel (per pixel and frame for video): typical photographic
 # content at the default quality settings.
 BYTES_PER_PIXEL = {"jpg": 0.35, "webp": 0.25, "png": 1.6, "mp4": 0.02}
@@ -145,11 +145,12 @@ def stage_work(config: PipelineConfig, gpu_memory_gb: float | None, measured: di
         stages.append(StagePlan(name, "candidate", candidates, seconds, source, share,
                                 _smallest_share(g, family, gpu_memory_gb, share)))
     votes = 2 * config.judge.votes
-    tokens = sum(2 * _view_tokens(config, c) * n for c, n in asked.items())
-    per_request_tokens = tokens / prompts
-    for judge in config.judge.engines:  # every judge of a panel judges every pair
-        stages.append(_engine_stage(f"judge:{judge.name}", "judge request", prompts * votes, judge.engine,
-                                    per_request_tokens, judge.pool.num_gpus, measured))
+    for judge in config.judge.engines:  # a judge judges every pair of its modalities, with its own view
+        judged = {c: n for c, n in asked.items() if config.category(c).modality in judge.modalities}
+        pairs = sum(judged.values())
+        tokens = sum(request_tokens(config, judge, config.category(c).modality) * n for c, n in judged.items())
+        stages.append(_engine_stage(f"judge:{judge.name}", "judge request", pairs * votes, judge.engine,
+                                    tokens / pairs if pairs else 0, judge.pool.num_gpus, measured))
     return stages
 
 
@@ -170,12 +171,11 @@ def _engine_stage(pool: str, item: str, items: float, engine, visual_tokens: flo
                      f"registry {engine.model} ({cost.note}): {cost.source}", gpus)
 
 
-def _view_tokens(config: PipelineConfig, category: str) -> float:
-    """Visual tokens of one candidate as the judge sees it: the longest side at judge.image_size."""
-    output = config.output_for(config.category(category).modality)
-    longest = max(output.width, output.height)
-    side = min(config.judge.image_size, longest) / VIEW_PATCH
-    return side * side * min(output.width, output.height) / longest
+def request_tokens(config: PipelineConfig, judge: JudgeEngineConfig, modality: str) -> int:
+    """Visual tokens of one judge request of a modality: both candidates, as this judge sees them."""
+    output = config.output_for(modality)
+    frames, fps = getattr(output, "frames", 1), getattr(output, "fps", None)
+    return 2 * candidate_tokens(judge, config.judge, output.width, output.height, frames, fps)
 
 
 def _smallest_share(g, family, gpu_memory_gb: float | None, share: float) -> float:

@@ -39,6 +39,7 @@ REASONS: tuple[DropReason, ...] = (
     DropReason("semantic_duplicate", "filter", "embedding near-duplicate of a kept prompt"),
     DropReason("below_resolution", "generate", "a candidate smaller than asked for"),
     DropReason("too_few_frames", "generate", "a clip with fewer frames than asked for"),
+    DropReason("static_clip", "generate", "a clip that barely moves: its motion is below generate.video.min_motion"),
     DropReason("judge_error", "judge", "no valid vote in one of the two presentation orders"),
     DropReason("tie", "judge", "neither side wins the votes"),
     DropReason("order_inconsistent", "judge", "the two presentation orders pick different winners"),

@@ -5,6 +5,7 @@
     lock.json               while a run writes: its host, pid and start
     progress.json           the current run's rate (for `status`)
     summary.json            the last run's summary
+    logs/                   run-{UTC start}.log of each run (see vipo_build/logs.py)
     prompts/                expanded prompts, a part of units at a time      (work files)
     cache/{category}/       candidates and verdicts per unit                 (work files)
     failed/{category}/      units a stage gave up on                          (work files)
@@ -20,6 +21,7 @@ PLAN_PARQUET = "plan.parquet"
 LOCK = "lock.json"
 PROGRESS_JSON = "progress.json"  # this run's own rate, for `status` (ETA); not part of the dataset
 SUMMARY_JSON = "summary.json"
+LOGS_DIR = "logs"
 
 PROMPTS_DIR = "prompts"
 CACHE_DIR = "cache"

@@ -13,6 +13,7 @@ from vipo_build.strict import StrictModel
 
 Winner = Literal["A", "B", "tie"]
 Order = Literal["AB", "BA"]
+ViewKind = Literal["image", "contact_sheet", "video"]  # what the judge was shown of a candidate
 
 
 class FacetValue(StrictModel):
@@ -55,14 +56,23 @@ class CandidateSpec(StrictModel):
     perturbed: bool = Field(False, description="Generated from the prompt's perturbed text: a known loser.")
 
 
+class ClipMotion(StrictModel):
+    """Temporal figures of a clip, from its decoded file (vipo_build/generate/motion.py)."""
+
+    motion: float = Field(description="Mean optical flow per second, in frame widths.")
+    flicker: float = Field(description="Mean jump of the mean luminance between consecutive frames, 0-1.")
+    static: bool = Field(description="motion is below generate.video.min_motion: a static_clip defect.")
+
+
 class Candidate(CandidateSpec):
     """A generated, encoded candidate."""
 
     format: str = Field(description="File extension of media: jpg, png, webp or mp4.")
     media: bytes
     sha256: str = Field("", description="sha256 of media; computed once, where the candidate is encoded.")
-    defect: str | None = Field(None, description="Why the candidate cannot be used (below_resolution, too_few_frames); "
-                                                 "its pair is dropped with this reason, unjudged.")
+    defect: str | None = Field(None, description="Why the candidate cannot be used (below_resolution, too_few_frames, "
+                                                 "static_clip); its pair is dropped with this reason, unjudged.")
+    motion: ClipMotion | None = Field(None, description="A clip's temporal figures; None for images.")
 
     @model_validator(mode="after")
     def _hash_media(self) -> Candidate:
@@ -76,6 +86,8 @@ class Vote(StrictModel):
 
     judge: str = Field(description="The judge (judge.engines[].name) that gave it.")
     order: Order = Field(description="AB: side 0 shown first; BA: side 1 shown first.")
+    view: ViewKind = Field(description="What the judge saw of each candidate: the image, a contact sheet of a clip's "
+                                       "frames, or the clip as video.")
     sample: int
     seed: int
     winner_side: int | None = Field(description="0, 1, or None for a tie or an unusable answer.")

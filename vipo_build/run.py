@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import logging
 import math
 import time
 from array import array
@@ -23,7 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vipo_build import __version__
+from vipo_build import __version__, logs
 from vipo_build.config import PipelineConfig, is_local_model, load_config, output_fields, resolve_model
 from vipo_build.errors import VipoError
 from vipo_build.generate.actor import GenerateStage, GenerationWork
@@ -52,6 +53,8 @@ from vipo_build.layout import PLAN_PARQUET, PROGRESS_JSON, RUN_JSON, SUMMARY_JSO
 from vipo_build.root import open_root, read_run_json
 
 MIN_KEEP_RATE = 0.02  # floor of the keep rate used to size later rounds
+
+log = logging.getLogger(__name__)
 
 
 def prepare(config_path: str | Path, out: str | None) -> tuple[PipelineConfig, ShardPlan, str]:
@@ -104,12 +107,13 @@ def run(config_path: str | Path, out: str | None, console: Console, retry_failed
     config, plan, root = prepare(config_path, out)
     storage = open_root(root)
     if check_drift(storage, config) and set(map(plan.shard_name, range(plan.num_shards))) <= committed_shards(storage).keys():
-        console.print(f"All {plan.num_shards} shards in {root} are already committed; nothing to do.")
+        log.info("All %d shards in %s are already committed; nothing to do.", plan.num_shards, root)
         return None
     start_ray(config.ray)
     preflight.check_root(storage.url, storage.is_local)
     preflight.check(config, preflight.cluster_now(config.ray))  # before anything is written or loaded
-    with writer_lock(storage):
+    with writer_lock(storage), logs.run_log(storage, config.name) as run_log:
+        log.debug("vipo-build %s, config %s, root %s, run log %s", __version__, config_path, root, run_log)
         started = check_drift(storage, config)  # again, now that no other run can change the root
         committed = committed_shards(storage)
         if not started:
@@ -120,9 +124,9 @@ def run(config_path: str | Path, out: str | None, console: Console, retry_failed
                       "category_files": category_files(config), "version": __version__}
             storage.write_bytes(RUN_JSON, json.dumps(record, indent=1, sort_keys=True).encode())
         if committed:
-            console.print(f"Resuming {root}: {len(committed)} of {plan.num_shards} shards already committed.")
+            log.info("Resuming %s: %d of %d shards already committed.", root, len(committed), plan.num_shards)
         for warning in check_pipeline(config):
-            console.print(f"warning: {warning}", markup=False)
+            log.warning(warning)
         return Run(config, plan, storage, committed, console, retry_failed=retry_failed).execute()
 
 
@@ -141,8 +145,9 @@ def product_stages(config: PipelineConfig, storage: Storage) -> Stages:
     return Stages(
         prompts=ExpandStage(config.prompts, config.seed),
         filter=FilterStage(config.prompts, list(config.categories)),
-        generators={g.name: GenerateStage(g, config.generate.image, storage) for g in config.generate.generators},
-        judges={e.name: JudgeStage(config.judge, e, config.seed, storage) for e in config.judge.engines},
+        generators={g.name: GenerateStage(g, config.generate.image, config.generate.video, storage) for g in config.generate.generators},
+        judges={e.name: JudgeStage(config.judge, e, config.seed, storage, clips=config.generate.video)
+                for e in config.judge.engines},
         shards=WriteShardStage(config, storage),
     )
 
@@ -287,7 +292,7 @@ class Run:
         self.expanding = 0  # units with the prompt LLM or waiting to be filtered
         self.ready: list = []  # heap of (priority, category, unit): filtered, waiting to be admitted
         self.in_flight: dict[tuple[str, int], InFlight] = {}  # units being generated or judged
-        self.scheduler = Scheduler(warn=lambda line: self.console.print(f"warning: {line}", markup=False, highlight=False))
+        self.scheduler = Scheduler()
         self.scheduler.add(self.stages.prompts, self.expanded, self.unit_failed)
         self.scheduler.add(self.stages.filter, self.filtered)
         for stage in self.stages.generators.values():
@@ -297,7 +302,7 @@ class Run:
         self.scheduler.add(self.stages.shards, self.shard_written)
         self.progress = Progress(
             TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=False,
+            console=console, transient=False, disable=logs.quiet(),
         )
         self.bars = {name: self.progress.add_task(name, total=0) for name in ("prompts", "candidates", "judged", "shards")}
         self.progress.update(self.bars["shards"], total=plan.num_shards, completed=len(committed))
@@ -441,7 +446,7 @@ class Run:
     # Candidates and verdicts -------------------------------------------------------------
 
     def judged_paths(self, state: CategoryState, unit: int) -> dict[str, str]:
-        return {j: cache.judged_path(state.category.name, unit, j) for j in self.stages.judges}
+        return {j: cache.judged_path(state.category.name, unit, j) for j in panel.judge_names(self.config.judge, state.category)}
 
     def unit_ready(self, state: CategoryState, unit: int, prompts: list[Prompt], drops: Counter,
                    judged: dict[str, bytes]) -> None:
@@ -452,7 +457,7 @@ class Run:
         state.filter_drops[unit] = drops
         if not prompts:
             self.finish_unit(state, unit, [], [])
-        elif len(judged) == len(self.stages.judges):
+        elif len(judged) == len(panel.judge_names(self.config.judge, state.category)):
             self.reused["judged_units"] += 1
             self.grow("candidates", 2 * len(prompts), done=True)
             self.grow("judged", len(prompts))
@@ -505,7 +510,7 @@ class Run:
             self.drop(state, unit)
             return
         name, in_flight = state.category.name, self.in_flight[state.category.name, unit]
-        for judge in self.stages.judges:
+        for judge in panel.judge_names(self.config.judge, state.category):
             if judge not in in_flight.verdicts:
                 self.scheduler.submit(f"judge:{judge}", cache.unit_name(name, unit),
                                       JudgeWork(state.category, unit, state.prompts[unit], in_flight.generators, judge),
@@ -518,7 +523,7 @@ class Run:
         if in_flight is None:  # dropped: another judge gave up on it, or its category is full
             return
         in_flight.verdicts[work.judge] = verdicts
-        if len(in_flight.verdicts) < len(self.stages.judges):
+        if len(in_flight.verdicts) < len(panel.judge_names(self.config.judge, work.category)):
             return
         del self.in_flight[work.category.name, work.unit]
         self.done_this_run["judged"] += len(verdicts)
@@ -594,8 +599,9 @@ class Run:
             return
         cache.write_failure(self.storage, name, unit, failure.model_dump())
         state.failed[unit] = failure
-        self.console.print(f"warning: {failure.line()}; recorded in {self.storage.url}/{cache.failure_path(name, unit)}",
-                           markup=False, highlight=False)
+        log.warning("%s; recorded in %s/%s", failure.line(), self.storage.url, cache.failure_path(name, unit))
+        if failure.traceback:
+            log.debug("%s on unit %s raised in %s:\n%s", failure.stage, unit, failure.actor, "\n".join(failure.traceback))
         if failure.stage == ExpandStage.name:
             self.stop_expanding(state)
 

@@ -28,7 +28,7 @@ from vipo_build.status import RootStatus, root_status
 MANIFEST_BATCH = 64  # manifests held in memory as bytes at once
 MANIFEST_COLUMNS = [
     "shard", "category", "chosen_generator", "rejected_generator", "width", "height", "frames",
-    "vote_share", "order_consistent", "dimensions",
+    "vote_share", "order_consistent", "dimensions", "chosen_motion", "rejected_motion", "chosen_flicker", "rejected_flicker",
 ]
 
 

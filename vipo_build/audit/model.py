@@ -18,6 +18,7 @@ from vipo_build.status import StageProgress
 from vipo_build.strict import StrictModel
 
 SCORE_BIN_EDGES = [1.0 + 0.25 * i for i in range(17)]  # judge scores are means of 1-5 votes
+MOTION_BIN_EDGES = [0.0] + [round(10 ** (e / 4), 4) for e in range(-12, 5)]  # 0, then 0.001 to 10 frame widths per second
 
 
 class CategoryBalance(StrictModel):
@@ -115,6 +116,25 @@ class Media(StrictModel):
     clip_lengths: list[ClipLength]
 
 
+class CategoryMotion(StrictModel):
+    """A video category's clip figures (vipo_build/generate/motion.py) over its committed pairs."""
+
+    category: str
+    pairs: int
+    chosen_motion_median: float
+    rejected_motion_median: float
+    motion_p10: float = Field(description="10th percentile of the motion of both sides' clips.")
+    flicker_median: float = Field(description="Median flicker of both sides' clips.")
+    chosen_histogram: list[int] = Field(description="Chosen clips per bin of motion.bin_edges.")
+    rejected_histogram: list[int] = Field(description="Rejected clips per bin of motion.bin_edges.")
+
+
+class MotionDistribution(StrictModel):
+    bin_edges: list[float] = Field(description="Motion bin edges in frame widths per second (log-spaced); values beyond "
+                                               "them count in the first or last bin.")
+    categories: list[CategoryMotion] = Field(description="Each video category with committed pairs.")
+
+
 class DimensionScores(StrictModel):
     dimension: str
     pairs: int = Field(description="Pairs scored on this dimension.")
@@ -159,6 +179,7 @@ class RunAudit(StrictModel):
     funnel: Funnel
     media: Media
     scores: Scores
+    motion: MotionDistribution = Field(description="How much the clips of each video category move and flicker.")
     diversity: Diversity = Field(description="How varied each category's prompts are, over the committed pairs.")
 
 

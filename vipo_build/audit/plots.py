@@ -226,6 +226,27 @@ def scores(run: RunAudit) -> Plot:
     return Plot("scores", "Score distributions per dimension", png(figure))
 
 
+def motion(run: RunAudit) -> Plot:
+    categories = run.motion.categories
+    figure = new_figure(3.6 * max(len(categories), 1), 2.8)
+    axes = figure.subplots(1, max(len(categories), 1), squeeze=False).ravel()
+    if not categories:
+        nothing_to_show(axes[0], "clips")
+        return Plot("motion", "Clip motion per video category", png(figure))
+    edges = np.array(run.motion.bin_edges)
+    shown = np.concatenate([[edges[1] / 2], edges[1:]])  # the bin from 0 drawn on a log axis
+    for ax, c in zip(axes, categories):
+        ax.stairs(c.chosen_histogram, shown, color=CHOSEN, linewidth=1.5, label=f"chosen (median {c.chosen_motion_median:.3f})")
+        ax.stairs(c.rejected_histogram, shown, color=REJECTED, linewidth=1.5,
+                  label=f"rejected (median {c.rejected_motion_median:.3f})")
+        ax.set_xscale("log")
+        ax.set_title(f"{c.category} ({c.pairs} pairs)", fontsize="medium")
+        ax.set_xlabel("motion (frame widths / s)")
+        ax.legend(fontsize="x-small")
+    axes[0].set_ylabel("clips")
+    return Plot("motion", "Clip motion per video category", png(figure))
+
+
 def comparison(report: AuditReport) -> Plot:
     rows = report.comparison or []
     figure = new_figure(9, 1.2 + 0.5 * len(rows))
@@ -250,7 +271,7 @@ def comparison(report: AuditReport) -> Plot:
 def render(report: AuditReport) -> list[Plot]:
     run = report.run
     plots = [category_counts(run), shard_mix(run, report.tolerance_pct), win_rates(run), agreement(run), funnel(run),
-             media(run), scores(run)]
+             media(run), scores(run), motion(run)]
     if report.compare is not None:
         plots.append(comparison(report))
     return plots

@@ -16,9 +16,9 @@ from vipo_build.audit.collect import RootContents
 from vipo_build.audit.diversity import diversity_report
 from vipo_build.status import RootStatus
 from vipo_build.audit.model import (
-    SCORE_BIN_EDGES, Agreement, CategoryBalance, CategoryFunnel, ClipLength, ComparedCategory, DimensionScores,
-    Funnel, GeneratorRecord, Generators, Matchup, Media, PairCounts, Resolution, RunAudit, Scores, ShardBalance,
-    ShardCategory, ShardCounts,
+    MOTION_BIN_EDGES, SCORE_BIN_EDGES, Agreement, CategoryBalance, CategoryFunnel, CategoryMotion, ClipLength,
+    ComparedCategory, DimensionScores, Funnel, GeneratorRecord, Generators, Matchup, Media, MotionDistribution, PairCounts,
+    Resolution, RunAudit, Scores, ShardBalance, ShardCategory, ShardCounts,
 )
 
 Counts = dict[str, dict[str, int]]  # shard -> category -> pairs
@@ -183,6 +183,25 @@ def scores(manifests: pa.Table) -> Scores:
     return Scores(bin_edges=list(SCORE_BIN_EDGES), dimensions=dimensions)
 
 
+def motion(manifests: pa.Table) -> MotionDistribution:
+    edges = np.array(MOTION_BIN_EDGES)
+    clips = manifests.filter(pc.invert(pc.is_null(manifests.column("chosen_motion"))))
+    categories = []
+    for category in sorted(set(clips.column("category").to_pylist())):
+        rows = clips.filter(pc.equal(clips.column("category"), category))
+        sides = {side: rows.column(f"{side}_motion").to_numpy() for side in ("chosen", "rejected")}
+        both = np.concatenate(list(sides.values()))
+        flicker = np.concatenate([rows.column(f"{side}_flicker").to_numpy() for side in ("chosen", "rejected")])
+        categories.append(CategoryMotion(
+            category=category, pairs=rows.num_rows,
+            chosen_motion_median=round(float(np.median(sides["chosen"])), 6),
+            rejected_motion_median=round(float(np.median(sides["rejected"])), 6),
+            motion_p10=round(float(np.percentile(both, 10)), 6), flicker_median=round(float(np.median(flicker)), 6),
+            **{f"{side}_histogram": np.histogram(np.clip(v, edges[0], edges[-1]), edges)[0].tolist() for side, v in sides.items()},
+        ))
+    return MotionDistribution(bin_edges=MOTION_BIN_EDGES, categories=categories)
+
+
 def run_audit(contents: RootContents) -> RunAudit:
     quotas = contents.config.quotas()
     planned, written = plan_counts(contents.plan), manifest_counts(contents.manifests)
@@ -206,6 +225,7 @@ def run_audit(contents: RootContents) -> RunAudit:
         funnel=funnel(contents.status),
         media=media(contents.manifests),
         scores=scores(contents.manifests),
+        motion=motion(contents.manifests),
         diversity=diversity_report(contents.prompts, [c.category for c in balance], contents.config),
     )
 

@@ -151,6 +151,19 @@ def agreement_table(run: RunAudit) -> TextTable:
     )
 
 
+def motion_table(run: RunAudit) -> TextTable | None:
+    """The video categories' clip figures; None when no committed pair is a clip."""
+    if not run.motion.categories:
+        return None
+    return TextTable(
+        title=f"{run.name}: clip motion over the committed pairs (mean optical flow, frame widths per second; pairs below "
+              "generate.video.min_motion were dropped as static_clip before judging)",
+        header=["category", "pairs", "chosen motion (median)", "rejected motion (median)", "motion p10", "flicker (median)"],
+        rows=[[c.category, str(c.pairs), f"{c.chosen_motion_median:.4f}", f"{c.rejected_motion_median:.4f}",
+               f"{c.motion_p10:.4f}", f"{c.flicker_median:.4f}"] for c in run.motion.categories],
+    )
+
+
 def funnel_table(run: RunAudit) -> TextTable:
     f = run.funnel
     stages = ", ".join(f"{name} {s.done}/{s.total}" for name, s in f.stages.items())
@@ -165,5 +178,5 @@ def funnel_table(run: RunAudit) -> TextTable:
 def run_tables(run: RunAudit, report: AuditReport) -> list[TextTable]:
     tables = [category_table(run, report.tolerance_pct), shard_table(run, report), generator_table(run),
               judge_table(run), judges_table(run), calibration_table(run), diversity_table(run), facet_share_table(run), agreement_table(run),
-              funnel_table(run)]
+              motion_table(run), funnel_table(run)]
     return [t for t in tables if t is not None]

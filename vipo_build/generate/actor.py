@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vipo_build.config import GeneratorConfig, ImageOutputConfig
+from vipo_build.config import GeneratorConfig, ImageOutputConfig, VideoOutputConfig
 from vipo_build.errors import VipoError
-from vipo_build.generate.encode import encode_image, encode_video
+from vipo_build.generate.encode import decode_video_with_fps, encode_image, encode_video
+from vipo_build.generate.motion import clip_motion
 from vipo_build.records import Candidate, CandidateSpec
 from vipo_build.runtime import cache, failpoints
 from vipo_build.runtime.stage import Stage
@@ -27,8 +28,8 @@ class GenerationWork:
 
 
 class GenerateStage(Stage):
-    def __init__(self, generator: GeneratorConfig, image: ImageOutputConfig, storage: Storage):
-        self.config, self.image, self.storage = generator, image, storage
+    def __init__(self, generator: GeneratorConfig, image: ImageOutputConfig, video: VideoOutputConfig, storage: Storage):
+        self.config, self.image, self.video, self.storage = generator, image, video, storage
         self.name, self.resources = f"generate:{generator.name}", generator.pool
 
     def setup(self) -> None:
@@ -64,7 +65,7 @@ class GenerateStage(Stage):
         for work in batch:
             pixels = self.generate(work.specs, work.texts)
             failpoints.reached("generate.batch", self.config.name)
-            candidates = [encode_candidate(spec, array, self.image) for spec, array in zip(work.specs, pixels)]
+            candidates = [encode_candidate(spec, array, self.image, self.video.min_motion) for spec, array in zip(work.specs, pixels)]
             cache.write_candidates(self.storage, work.category, work.unit, self.config.name, candidates)
             failpoints.reached("candidates.written", f"{cache.unit_name(work.category, work.unit)}/{self.config.name}")
             out.append(len(candidates))
@@ -104,12 +105,16 @@ class GenerateStage(Stage):
         return out
 
 
-def encode_candidate(spec: CandidateSpec, pixels: np.ndarray, image: ImageOutputConfig) -> Candidate:
+def encode_candidate(spec: CandidateSpec, pixels: np.ndarray, image: ImageOutputConfig, min_motion: float) -> Candidate:
+    """The candidate's file, its size defect, and a clip's temporal figures measured on the file as decoded (what the
+    dataset holds and the judge sees), a static clip being a defect too."""
     if spec.frames == 1:
-        fmt, media = image.format, encode_image(pixels, image.format, image.quality)
-    else:
-        fmt, media = "mp4", encode_video(pixels, spec.fps)
-    return Candidate(**spec.model_dump(), format=fmt, media=media, defect=size_defect(spec, pixels))
+        return Candidate(**spec.model_dump(), format=image.format, media=encode_image(pixels, image.format, image.quality),
+                         defect=size_defect(spec, pixels))
+    media = encode_video(pixels, spec.fps)
+    motion = clip_motion(*decode_video_with_fps(media), min_motion)
+    defect = size_defect(spec, pixels) or ("static_clip" if motion.static else None)
+    return Candidate(**spec.model_dump(), format="mp4", media=media, defect=defect, motion=motion)
 
 
 def size_defect(spec: CandidateSpec, pixels: np.ndarray) -> str | None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PIL import Image
-
-from vipo_build.config import JudgeEngineConfig, JudgeStageConfig
+from vipo_build.config import JudgeEngineConfig, JudgeStageConfig, VideoOutputConfig
 from vipo_build.judge.aggregate import aggregate, to_vote
+from vipo_build.judge.budget import reads_video, view_kind
 from vipo_build.judge.rubric import judge_conversation, verdict_schema
+from vipo_build.judge.views import media_view, video_timing
 from vipo_build.prompts.categories import Category
-from vipo_build.judge.views import judge_view
 from vipo_build.records import Prompt, Verdict
 from vipo_build.runtime import cache, failpoints
 from vipo_build.runtime.stage import Stage
@@ -23,11 +22,11 @@ ORDERS = ("AB", "BA")
 
 @dataclass
 class JudgeItem:
-    """One pair to judge: its id, prompt and the views of side 0 and side 1."""
+    """One pair to judge: its id, prompt and the encoded files of side 0 and side 1 (each judge makes its own view)."""
 
     pair_id: str
     prompt: str
-    views: tuple[Image.Image, Image.Image]
+    media: tuple[bytes, bytes]
     defect: str | None = None  # a candidate failed the size checks: dropped without asking the judge
 
 
@@ -46,13 +45,20 @@ class JudgeStage(Stage):
     """One VLM judge: reads a batch of units' candidates from the cache, makes its own views of
     them, asks every vote of the batch in one engine call and caches each unit's verdicts."""
 
-    def __init__(self, judge: JudgeStageConfig, engine: JudgeEngineConfig, seed: int, storage: Storage):
-        self.config, self.judge_engine, self.seed, self.storage = judge, engine, seed, storage
+    def __init__(self, judge: JudgeStageConfig, engine: JudgeEngineConfig, seed: int, storage: Storage,
+                 clips: VideoOutputConfig | None = None):
+        """`clips`: the clips it judges, whose length and rate a native video judge's engine is told; None when it
+        judges no clips."""
+        self.config, self.judge_engine, self.seed, self.storage, self.clips = judge, engine, seed, storage, clips
         self.name, self.resources = f"judge:{engine.name}", engine.pool
         self.field = f"judge.engines[{judge.engines.index(engine)}].engine"  # how errors name its config
 
     def setup(self) -> None:
-        self.engine = start_engine(self.judge_engine.engine, self.seed, self.field, limit_mm_per_prompt={"image": 2})
+        video = {}
+        if self.clips is not None and "video" in self.judge_engine.modalities and reads_video(self.judge_engine):
+            video = {**video_timing(self.clips, self.config), "limit_mm_per_prompt": {"image": 2, "video": 2}}
+        self.engine = start_engine(self.judge_engine.engine, self.seed, self.field,
+                                   **{"limit_mm_per_prompt": {"image": 2}, **video})
 
     def process(self, batch: list[JudgeWork]) -> list[list[Verdict]]:
         units = [(work, self.items(work)) for work in batch]
@@ -66,26 +72,25 @@ class JudgeStage(Stage):
         failpoints.reached("judge.unit", cache.unit_name(work.category.name, work.unit))
         candidates = cache.read_candidates(self.storage, work.category.name, work.unit, work.generators)
         by_side = {(c.prompt_id, c.side): c for c in candidates}
-        size, frames = self.config.image_size, self.config.video_frames
-        return [
-            JudgeItem(p.id, p.text, (judge_view(by_side[p.id, 0], size, frames), judge_view(by_side[p.id, 1], size, frames)),
-                      by_side[p.id, 0].defect or by_side[p.id, 1].defect)
-            for p in work.prompts
-        ]
+        return [JudgeItem(p.id, p.text, (by_side[p.id, 0].media, by_side[p.id, 1].media),
+                          by_side[p.id, 0].defect or by_side[p.id, 1].defect)
+                for p in work.prompts]
 
     def judge(self, units: list[tuple[Category, list[JudgeItem]]]) -> list[list[Verdict]]:
         """Verdicts for each unit's pairs; every vote of every unit goes to the engine in one call."""
         keys, conversations, schemas = [], [], []
         for category, items in units:
             schema = verdict_schema(category, self.config.reason_chars)
+            kind = view_kind(self.judge_engine, category.modality)
             for item in (i for i in items if not i.defect):
+                views = tuple(media_view(m, kind, self.config) for m in item.media)
                 for order in ORDERS:
-                    first, second = item.views if order == "AB" else item.views[::-1]
+                    first, second = views if order == "AB" else views[::-1]
                     for sample in range(self.config.votes):
                         # a vote's sampling seed is the pair's, order's and sample's, whatever the judge: the
                         # judges' models make their votes differ, and one judge keeps its seeds in a panel
                         keys.append((order, sample, derive_seed(self.seed, "judge", item.pair_id, order, sample)))
-                        conversations.append(judge_conversation(category, item.prompt, first, second))
+                        conversations.append(judge_conversation(category, item.prompt, first, second, kind))
                         schemas.append(schema)
         answers = self.engine.chat_json(conversations, [seed for _, _, seed in keys], schemas, self.config.temperature,
                                         self.config.max_tokens) if conversations else []
@@ -93,11 +98,12 @@ class JudgeStage(Stage):
         out, asked = [], 0
         for category, items in units:
             dims, rubric = category.rubric.dimension_names, category.rubric
+            kind = view_kind(self.judge_engine, category.modality)
             verdicts = []
             for item in items:
                 span = range(asked * per_item, (asked + 1) * per_item) if not item.defect else range(0)
                 asked += not item.defect
-                votes = [to_vote(answers[j], *keys[j], dims, self.judge_engine.name) for j in span]
+                votes = [to_vote(answers[j], *keys[j], dims, self.judge_engine.name, kind) for j in span]
                 verdicts.append(aggregate(item.pair_id, votes, self.config.threshold, rubric.critical, item.defect))
             out.append(verdicts)
         failpoints.reached("judge.batch", units[0][0].name)

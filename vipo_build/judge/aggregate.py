@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from vipo_build.records import Order, Verdict, Vote
+from vipo_build.records import Order, Verdict, ViewKind, Vote
 
 
 
-def to_vote(answer: dict | None, order: Order, sample: int, seed: int, dimensions: list[str], judge: str) -> Vote:
+def to_vote(answer: dict | None, order: Order, sample: int, seed: int, dimensions: list[str], judge: str,
+            view: ViewKind) -> Vote:
     """Map an answer given in presentation order (A shown first) back to candidate sides 0 and 1."""
     usable = (
         answer is not None
@@ -16,13 +17,14 @@ def to_vote(answer: dict | None, order: Order, sample: int, seed: int, dimension
         and all(isinstance(answer.get(k), dict) and all(d in answer[k] for d in dimensions) for k in ("scores_a", "scores_b"))
     )
     if not usable:
-        return Vote(judge=judge, order=order, sample=sample, seed=seed, winner_side=None, scores=[{}, {}], valid=False)
+        return Vote(judge=judge, order=order, view=view, sample=sample, seed=seed, winner_side=None, scores=[{}, {}],
+                    valid=False)
     first, second = (0, 1) if order == "AB" else (1, 0)
     winner = {"A": first, "B": second, "tie": None}[answer["winner"]]
     scores = [{}, {}]
     scores[first] = {d: int(answer["scores_a"][d]) for d in dimensions}
     scores[second] = {d: int(answer["scores_b"][d]) for d in dimensions}
-    return Vote(judge=judge, order=order, sample=sample, seed=seed, winner_side=winner, scores=scores)
+    return Vote(judge=judge, order=order, view=view, sample=sample, seed=seed, winner_side=winner, scores=scores)
 
 
 def _majority(votes: list[Vote]) -> int | None:

@@ -24,7 +24,6 @@ from vipo_build.judge import panel
 from vipo_build.judge.actor import JudgeItem, JudgeStage
 from vipo_build.judge.agreement import AgreementTally, JudgesAgreement, cohen_kappa, for_first_shown
 from vipo_build.judge.labelled import LabelledPair, read_pairs
-from vipo_build.judge.views import media_view
 from vipo_build.prompts.categories import Category
 from vipo_build.records import Verdict
 from vipo_build.strict import StrictModel
@@ -103,14 +102,12 @@ def evaluate(judges: dict[str, JudgeStage], config: PipelineConfig, pairs: list[
              layout: str) -> JudgeEvaluation:
     """Judge every pair as a run would: units of `generate.unit_size` pairs, each judge's `pool.units_per_call`
     units per call, each judge's verdicts combined by `judge.combine`."""
-    size, frames = config.judge.image_size, config.judge.video_frames
     by_category: dict[str, list[LabelledPair]] = defaultdict(list)
     for pair in pairs:
         by_category[pair.category].append(pair)
     unit = config.generate.unit_size
     units = [(config.category(name), group[i : i + unit]) for name, group in by_category.items() for i in range(0, len(group), unit)]
-    asked = [(category, [JudgeItem(p.pair_id, p.prompt, tuple(media_view(m, p.video, size, frames) for m in p.images))
-                         for p in group]) for category, group in units]
+    asked = [(category, [JudgeItem(p.pair_id, p.prompt, tuple(p.images)) for p in group]) for category, group in units]
     verdicts: dict[str, list[list[Verdict]]] = {}  # judge -> per unit
     for name, judge in judges.items():
         per_call = judge.resources.units_per_call
@@ -175,7 +172,8 @@ def run_judge_eval(config_path: str, pairs_file: str, layout: str, category: str
     pairs = read_pairs(pairs_file, layout, default)
     for name in {p.category for p in pairs}:
         config.category(name)
-    judges = {e.name: JudgeStage(config.judge, e, config.seed, storage=None) for e in config.judge.engines}
+    judges = {e.name: JudgeStage(config.judge, e, config.seed, storage=None, clips=config.generate.video)
+              for e in config.judge.engines}
     for judge in judges.values():
         judge.setup()
     evaluation = evaluate(judges, config, pairs, pairs_file, layout)

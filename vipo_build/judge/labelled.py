@@ -39,9 +39,8 @@ class LabelledPair:
     pair_id: str
     prompt: str
     category: str
-    images: tuple[bytes, bytes]  # A, then B
+    images: tuple[bytes, bytes]  # A, then B: images, or clips for a video category
     human: str  # A, B or tie
-    video: bool = False  # the media are clips (vipo calibration samples of video categories)
 
 
 def read_pairs(path: str, layout: str, default_category: str) -> list[LabelledPair]:
@@ -98,6 +97,5 @@ def _vipo(path: str, default: str) -> list[LabelledPair]:
         if row["key"] in by_key and not row["gold"]:
             human = majority_label(by_key[row["key"]]) or "tie"
             pairs.append(LabelledPair(row["key"], row["prompt"], row["category"],
-                                      (folder.read_bytes(row["a_file"]), folder.read_bytes(row["b_file"])), human,
-                                      row["modality"] == "video"))
+                                      (folder.read_bytes(row["a_file"]), folder.read_bytes(row["b_file"])), human))
     return pairs

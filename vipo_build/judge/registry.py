@@ -30,6 +30,16 @@ class ServingSettings(FrozenModel):
     max_model_len: int = Field(ge=128, description="The longest context these settings serve (a config may ask for less).")
 
 
+class VisionGrid(FrozenModel):
+    """How the model's vision encoder turns pixels into tokens (vipo_build/judge/budget.py)."""
+
+    patch: int = Field(28, ge=1, description="Pixels per visual token side (Qwen2-VL: 14 px patches merged 2 x 2).")
+    temporal_patch: int = Field(1, ge=1, description="Frames folded into one visual token (Qwen2-VL: 2).")
+    tokens_per_image: int | None = Field(None, ge=1, description="A fixed count per image whatever its size (LLaVA: 576).")
+    min_pixels: int = Field(0, ge=0, description="The processor scales a smaller image or frame up to this area.")
+    max_pixels: int | None = Field(None, ge=1, description="The processor scales a larger image or frame down to this area.")
+
+
 class PublishedAccuracy(FrozenModel):
     benchmark: str = Field(description="e.g. GenAI-Bench image, with its tie convention.")
     accuracy: float = Field(ge=0, le=1)
@@ -42,6 +52,7 @@ class JudgeModel(FrozenModel):
     hub_id: str
     inputs: tuple[Modality, ...] = Field(min_length=1, description="What the model family reads natively.")
     vllm: ServingSettings
+    vision: VisionGrid = Field(description="The visual token grid, for the plan's request budget.")
     protocol: Literal["rubric"] = Field(description="rubric: vipo-build's per-category rubric, both orders, JSON schema.")
     published: tuple[PublishedAccuracy, ...] = Field(description="Figures on record with their source; empty: none recorded.")
     notes: str = ""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from PIL import Image
-
+from vipo_build.judge.views import View, VideoView
 from vipo_build.prompts.categories import Category
+from vipo_build.records import ViewKind
 
 
 def verdict_schema(category: Category, reason_chars: int) -> dict:
@@ -21,9 +21,9 @@ def verdict_schema(category: Category, reason_chars: int) -> dict:
     return {"type": "object", "properties": properties, "required": ["winner", "scores_a", "scores_b"], "additionalProperties": False}
 
 
-def judge_conversation(category: Category, prompt: str, first: Image.Image, second: Image.Image) -> list[dict]:
-    """One chat request: the rubric, the prompt, candidate A then candidate B."""
-    medium = "image" if category.modality == "image" else "video (shown as a grid of frames in time order)"
+def judge_conversation(category: Category, prompt: str, first: View, second: View, kind: ViewKind) -> list[dict]:
+    """One chat request: the rubric, the prompt, candidate A then candidate B, each as the judge sees it."""
+    medium = {"image": "image", "contact_sheet": "video (shown as a grid of frames in time order)", "video": "video"}[kind]
     criteria = "\n".join(f"{i}. {c}" for i, c in enumerate(category.rubric.criteria, 1))
     dimensions = "\n".join(f"- {d.name}: {d.description}" for d in category.rubric.dimensions)
     instructions = (
@@ -37,9 +37,16 @@ def judge_conversation(category: Category, prompt: str, first: Image.Image, seco
             "role": "user",
             "content": [
                 {"type": "text", "text": f"{instructions}\nPrompt: {prompt}\nCandidate A:"},
-                {"type": "image_pil", "image_pil": first},
+                content_part(first),
                 {"type": "text", "text": "Candidate B:"},
-                {"type": "image_pil", "image_pil": second},
+                content_part(second),
             ],
         }
     ]
+
+
+def content_part(view: View) -> dict:
+    """A view as a chat content part: a PIL image, or a clip's frames as vLLM's frame-sequence video."""
+    if isinstance(view, VideoView):
+        return {"type": "video_url", "video_url": {"url": view.data_url()}}
+    return {"type": "image_pil", "image_pil": view}

@@ -1,8 +1,9 @@
 """Tiny random-weight models, built locally from configs (no model hub needed).
 
 They have the real architectures, file layouts and tokenizers of the production models, so the
-pipeline runs end to end on a laptop or in tests: vLLM serves "llm" and "vlm" with their own
-weights, and diffusers loads "flux", "sana" and "wan" with `DiffusionPipeline.from_pretrained`.
+pipeline runs end to end on a laptop or in tests: vLLM serves "llm", "vlm" and "video-vlm" (a
+Qwen2-VL that reads videos) with their own weights, and diffusers loads "flux", "sana" and "wan"
+with `DiffusionPipeline.from_pretrained`.
 Their outputs are noise, but deterministic: the same code builds byte-identical weights.
 """
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TINY_MODELS: tuple[str, ...] = ("llm", "vlm", "flux", "sana", "wan")
+TINY_MODELS: tuple[str, ...] = ("llm", "vlm", "video-vlm", "flux", "sana", "wan")
 
 # Bump when a builder changes: model dirs with another version are rebuilt.
 BUILD_FORMAT = "vipo-tiny-v1"
@@ -94,6 +95,39 @@ _CHAT_SPECIAL_TOKENS = [
     "<|assistant|>",
 ]
 _IMAGE_TOKEN = "<image>"
+
+# Qwen2-VL's own chat template: each image or video part becomes its pad token between vision
+# start/end markers, which the processor then repeats once per merged patch.
+_QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_QWEN2_VL_SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 # An upper bound: the small corpus gives vocabularies of about 400 (Unigram) to 1,400 (BPE).
 _VOCAB_SIZE = 2000
 
@@ -115,14 +149,11 @@ def _byte_level_char(byte: int) -> str:
     return byte_level.pre_tokenize_str(chr(byte))[0][0]
 
 
-def _chat_tokenizer(image_token: str | None = None) -> PreTrainedTokenizerFast:
-    """Byte-level BPE with chat-turn tokens, as Llama-3/Qwen-style instruction models use."""
-    from transformers import PreTrainedTokenizerFast
-
+def _byte_level_bpe(special: list[str]) -> Tokenizer:
+    """Byte-level BPE with `special` tokens first, as Llama-3/Qwen-style instruction models use."""
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    special = _CHAT_SPECIAL_TOKENS + ([image_token] if image_token else [])
     # No tokens for control bytes but newline: random weights would emit them inside JSON strings
     # (xgrammar's rule for strings with maxLength allows them) and strict json.loads rejects them.
     control = {_byte_level_char(b) for b in range(32) if chr(b) != "\n"}
@@ -131,8 +162,16 @@ def _chat_tokenizer(image_token: str | None = None) -> PreTrainedTokenizerFast:
         special_tokens=special,
         initial_alphabet=sorted(set(pre_tokenizers.ByteLevel.alphabet()) - control),
     )
+    return _train(backend, trainer)
+
+
+def _chat_tokenizer(image_token: str | None = None) -> PreTrainedTokenizerFast:
+    """Chat-turn tokens in a byte-level BPE, with the LLM's and VLM's chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    special = _CHAT_SPECIAL_TOKENS + ([image_token] if image_token else [])
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_train(backend, trainer),
+        tokenizer_object=_byte_level_bpe(special),
         pad_token="<|pad|>",
         bos_token="<|begin|>",
         eos_token="<|end|>",
@@ -257,6 +296,80 @@ def _build_vlm(path: Path) -> None:
         num_additional_image_tokens=1,  # CLIP's CLS token, which the "default" strategy drops
         vision_feature_select_strategy=config.vision_feature_select_strategy,
         chat_template=_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(path)
+
+
+def _qwen2_vl_tokenizer() -> PreTrainedTokenizerFast:
+    """Qwen2-VL's turn and vision tokens in a byte-level BPE; like Qwen's, it has no BOS token."""
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_byte_level_bpe(_QWEN2_VL_SPECIAL_TOKENS),
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+        model_max_length=4096,
+    )
+    tokenizer.chat_template = _QWEN2_VL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def _build_video_vlm(path: Path) -> None:
+    """A Qwen2-VL (images and videos) that vLLM serves with its own weights."""
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tokenizer = _qwen2_vl_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    config = Qwen2VLConfig(
+        # 2 layers, head_dim 64 (hidden / heads) as the tiny Llama: vLLM's CPU kernel needs 64.
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            # multimodal RoPE: a head's 32 rotary frequencies split over time, height and width
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
+            "bos_token_id": None,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        # Qwen2-VL's patching: 14 px patches over 2 frames, 2x2 patches merged into one token.
+        vision_config={
+            "depth": 2,
+            "embed_dim": 128,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "hidden_size": 128,  # the merger projects into the text model's width
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
+    torch.manual_seed(5)
+    Qwen2VLForConditionalGeneration(config).to(torch.bfloat16).save_pretrained(path)
+    # Images and frames are resized to sides that are multiples of 28 px (patch x merge) and an
+    # area between 56x56 and 112x112 px: 4-16 tokens an image or a pair of frames.
+    size = {"shortest_edge": 56 * 56, "longest_edge": 112 * 112}
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size),
+        # the reference (qwen-vl-utils) pixel budget; unset, transformers warns on every call
+        video_processor=Qwen2VLVideoProcessor(size=size, cap_pixels_per_frame=True),
+        tokenizer=tokenizer,
+        chat_template=_QWEN2_VL_CHAT_TEMPLATE,
     )
     processor.save_pretrained(path)
 
@@ -471,6 +584,7 @@ def _build_wan(path: Path) -> None:
 _BUILDERS: dict[str, Callable[[Path], None]] = {
     "llm": _build_llm,
     "vlm": _build_vlm,
+    "video-vlm": _build_video_vlm,
     "flux": _build_flux,
     "sana": _build_sana,
     "wan": _build_wan,

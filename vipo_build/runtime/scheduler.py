@@ -36,6 +36,8 @@ from vipo_build.runtime import failpoints
 from vipo_build.runtime.actor_log import EXCEPTION_LINE
 from vipo_build.runtime.stage import Failure, Stage, StageActor, StageError
 
+log = logging.getLogger(__name__)
+
 
 # Environment variables that configure storage access (credentials, endpoints, regions): the
 # driver's reach every worker through Ray's runtime environment, which lives in the cluster's
@@ -86,6 +88,11 @@ def describe_failure(err: BaseException) -> str:
     return next(iter(str(err).strip().splitlines()), type(err).__name__)
 
 
+def units_named(tasks: list[Task]) -> str:
+    """"unit aesthetics/u000003" or "units aesthetics/u000003, aesthetics/u000004"."""
+    return f"unit {tasks[0].unit}" if len(tasks) == 1 else f"units {', '.join(t.unit for t in tasks)}"
+
+
 @dataclass
 class Task:
     """One unit's work for one stage."""
@@ -120,6 +127,8 @@ class Pool:
     busy_seconds: float = 0.0
     actor_seconds: float = 0.0  # of retired actors; live ones are added in stats()
     started: dict = field(default_factory=dict)  # actor -> when it was created
+    names: dict = field(default_factory=dict)  # actor -> "judge:tiny-vlm#2", as messages name it
+    created: int = 0
     peak_queued: int = 0
     opened: float | None = None  # when its first actor was created
 
@@ -137,6 +146,9 @@ class Pool:
         self.opened = self.opened or time.perf_counter()
         self.calls[actor] = deque()
         self.started[actor] = time.perf_counter()
+        self.created += 1
+        self.names[actor] = f"{self.name}#{self.created}"
+        log.debug("%s starting (%g CPUs, %g GPUs)", self.names[actor], resources.num_cpus, resources.num_gpus)
         return actor
 
     def in_flight(self) -> int:
@@ -160,10 +172,9 @@ class Pool:
 class Scheduler:
     """Pools of stage actors, fed from per-pool priority queues, with retries and timeouts."""
 
-    def __init__(self, warn: Callable[[str], None]):
+    def __init__(self):
         self.pools: dict[str, Pool] = {}
         self.calls: dict[ray.ObjectRef, Call] = {}
-        self.warn = warn
         self.seq = itertools.count()  # FIFO among equal priorities
         self.events = 0
 
@@ -227,6 +238,7 @@ class Scheduler:
             call.started = time.perf_counter()
         pool.calls[actor].append(call)
         self.calls[call.ref] = call
+        log.debug("%s: call of %s sent", pool.names[actor], units_named(tasks))
 
     # Completion -------------------------------------------------------------------------------
 
@@ -264,6 +276,7 @@ class Scheduler:
             return
         pool.busy_seconds += seconds
         pool.items += len(call.tasks)
+        log.debug("%s: %s done in %.2f s", pool.names.get(call.actor, pool.name), units_named(call.tasks), seconds)
         for task, result in zip(call.tasks, results):
             pool.on_result(task, result)
 
@@ -288,13 +301,16 @@ class Scheduler:
     def _fail(self, call: Call, cause: str, raised: StageError | None = None) -> None:
         """Retire the actor (its other calls go back to the queue as they were), then retry or give up."""
         pool = call.pool
+        actor = pool.names.get(call.actor, pool.name)
+        if raised:
+            log.debug("%s (%s) raised on %s:\n%s", actor, raised.actor, units_named(call.tasks), "\n".join(raised.trace))
         self._retire(pool, call.actor)
         retries = pool.stage.resources.retries
         retried = []
         for task in call.tasks:
             task.attempts += 1
             if task.attempts > retries:
-                where = {"actor": raised.actor, "traceback": raised.trace} if raised else {}
+                where = {"actor": f"{actor}, {raised.actor}", "traceback": raised.trace} if raised else {"actor": actor}
                 pool.on_failure(task, Failure(stage=pool.name, unit=task.unit, attempts=task.attempts, cause=cause, **where))
                 continue
             retried.append(task)
@@ -302,9 +318,8 @@ class Scheduler:
             heapq.heappush(pool.queue, (task.priority, next(self.seq), task))
         if retried:  # one line per failed call: its units failed together, of one cause
             # a call holds several units only on their first attempt (a retried unit goes alone)
-            units = f"unit {retried[0].unit}" if len(retried) == 1 else f"units {', '.join(t.unit for t in retried)}"
-            self.warn(f"{pool.name} failed on {units} (attempt {retried[0].attempts} of {retries + 1}): {cause}; "
-                      "retrying on a fresh actor")
+            log.warning("%s failed on %s (attempt %d of %d): %s; retrying on a fresh actor",
+                        actor, units_named(retried), retried[0].attempts, retries + 1, cause)
 
     def _retire(self, pool: Pool, actor: Any) -> None:
         if actor not in pool.calls:
@@ -315,6 +330,7 @@ class Scheduler:
                 heapq.heappush(pool.queue, (task.priority, next(self.seq), task))
         pool.actors.remove(actor)
         pool.actor_seconds += time.perf_counter() - pool.started.pop(actor)
+        log.debug("%s retired", pool.names.pop(actor))
         ray.kill(actor, no_restart=True)
 
     def shutdown(self) -> None:

@@ -23,6 +23,8 @@ class SampleSide(StrictModel):
     fps: int | None
     sha256: str = Field(description="sha256 of the media file in the sample.")
     perturbed: bool = Field(description="Generated from the prompt's perturbed text (a known loser by construction).")
+    motion: float | None = Field(description="A clip's mean optical flow per second, in frame widths; null for images.")
+    flicker: float | None = Field(description="A clip's mean jump of mean luminance between frames (0-1); null for images.")
 
 
 class VoteScore(StrictModel):
@@ -34,6 +36,8 @@ class VoteScore(StrictModel):
 class SampleVote(StrictModel):
     judge: str = Field(description="The judge (judge.engines[].name) that gave the vote.")
     order: str = Field(description="AB: the chosen candidate's side 0 was shown first; BA: side 1 first.")
+    view: str = Field(description="What the judge saw of each candidate: image, contact_sheet (a clip's frames tiled) "
+                                  "or video (the clip's sampled frames, as video).")
     sample: int
     winner: str = Field(description="chosen, rejected or tie.")
     scores: list[VoteScore] = Field(description="Per dimension; empty for an unusable answer.")

@@ -45,6 +45,11 @@ MANIFEST_SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("frames", pa.int32()),
+        # a clip's temporal figures (vipo_build/generate/motion.py); null for images
+        ("chosen_motion", pa.float64()),
+        ("rejected_motion", pa.float64()),
+        ("chosen_flicker", pa.float64()),
+        ("rejected_flicker", pa.float64()),
         ("votes", pa.int32()),
         ("vote_share", pa.float64()),
         ("order_consistent", pa.bool_()),
@@ -59,6 +64,8 @@ def _side(candidate: Candidate) -> SampleSide:
     return SampleSide(
         **candidate.model_dump(include={"generator", "seed", "width", "height", "frames", "fps", "perturbed"}),
         sha256=candidate.sha256,
+        motion=candidate.motion.motion if candidate.motion else None,
+        flicker=candidate.motion.flicker if candidate.motion else None,
     )
 
 
@@ -85,7 +92,7 @@ def sample_json(pair: Pair) -> SampleJson:
         rejected=_side(pair.rejected),
         judge=SampleJudge(
             votes=[
-                SampleVote(judge=v.judge, order=v.order, sample=v.sample, winner=_relabel(v.winner_side, chosen),
+                SampleVote(judge=v.judge, order=v.order, view=v.view, sample=v.sample, winner=_relabel(v.winner_side, chosen),
                            scores=[VoteScore(dimension=d, chosen=score, rejected=v.scores[rejected][d])
                                    for d, score in v.scores[chosen].items()] if v.valid else [])
                 for v in verdict.votes
@@ -129,6 +136,10 @@ def manifest_row(pair: Pair, shard: str) -> dict:
         "width": pair.chosen.width,
         "height": pair.chosen.height,
         "frames": pair.chosen.frames,
+        "chosen_motion": pair.chosen.motion.motion if pair.chosen.motion else None,
+        "rejected_motion": pair.rejected.motion.motion if pair.rejected.motion else None,
+        "chosen_flicker": pair.chosen.motion.flicker if pair.chosen.motion else None,
+        "rejected_flicker": pair.rejected.motion.flicker if pair.rejected.motion else None,
         "votes": len(verdict.votes),
         "vote_share": verdict.vote_share,
         "order_consistent": verdict.order_consistent,
