@@ -33,8 +33,9 @@ sys.path.insert(0, str(REPO))
 from engine_timing import best_seconds  # noqa: E402
 
 from vipo_build.config import EngineConfig, JudgeEngineConfig, JudgeStageConfig  # noqa: E402
-from vipo_build.generate.encode import encode_image
+from vipo_build.generate.encode import encode_image  # noqa: E402
 from vipo_build.judge.actor import ORDERS, JudgeItem, JudgeStage  # noqa: E402
+from vipo_build.judge.views import media_view  # noqa: E402
 from vipo_build.judge.rubric import judge_conversation, verdict_schema  # noqa: E402
 from vipo_build.prompts.categories import load_category  # noqa: E402
 from vipo_build.seeding import derive_seed  # noqa: E402
@@ -42,8 +43,8 @@ from vipo_build.seeding import derive_seed  # noqa: E402
 
 def items(n: int, size: int) -> list[JudgeItem]:
     rng = np.random.default_rng(0)
-    views = [encode_image(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), "png", 95) for _ in range(2 * n)]
-    return [JudgeItem(f"aesthetics-u{i // 16:06d}-p{i % 16:03d}", f"a lighthouse at dusk, view {i}", (views[2 * i], views[2 * i + 1]))
+    media = [encode_image(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), "png", 95) for _ in range(2 * n)]
+    return [JudgeItem(f"aesthetics-u{i // 16:06d}-p{i % 16:03d}", f"a lighthouse at dusk, view {i}", (media[2 * i], media[2 * i + 1]))
             for i in range(n)]
 
 
@@ -55,10 +56,11 @@ def bare_chat(judge: JudgeStage, category, batch: list[JudgeItem]) -> int:
     schema = verdict_schema(category, judge.config.reason_chars)
     conversations, params = [], []
     for item in batch:
+        views = tuple(media_view(m, "image", judge.config) for m in item.media)
         for order in ORDERS:
-            first, second = item.views if order == "AB" else item.views[::-1]
+            first, second = views if order == "AB" else views[::-1]
             for sample in range(judge.config.votes):
-                conversations.append(judge_conversation(category, item.prompt, first, second))
+                conversations.append(judge_conversation(category, item.prompt, first, second, "image"))
                 params.append(SamplingParams(temperature=judge.config.temperature, max_tokens=judge.config.max_tokens,
                                              seed=derive_seed(judge.seed, "judge", item.pair_id, order, sample),
                                              structured_outputs=StructuredOutputsParams(json=schema)))

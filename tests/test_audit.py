@@ -244,12 +244,14 @@ def test_html_renders_in_headless_chromium(tmp_path):
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto((root / "reports" / "audit.html").as_uri())
-            images = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+            images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])")
             shot = page.screenshot(full_page=True)
         finally:
             browser.close()
     assert errors == []
-    assert len(images) == 7 and all(images)
+    # counts, shard mix, win rates, agreement, funnel, media, scores, motion: each drawn
+    assert len(images) == 8 and all(shown for _, shown in images), images
+    assert "Clip motion per video category" in [alt for alt, _ in images]
     extrema = Image.open(io.BytesIO(shot)).convert("RGB").getextrema()
     assert any(low != high for low, high in extrema), "blank screenshot"
 
