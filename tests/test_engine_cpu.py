@@ -86,7 +86,7 @@ def test_one_expansion_call_of_256_seeded_structured_requests_answers_every_one(
     assert all(isinstance(answer, dict) and "prompt" in answer for answer in answers)
     # the subject pass (tiny.yaml: half the requests): a request it skips keeps its library subject;
     # one it asks gets the LLM's subject unless that repeats the library or the unit
-    asked = [subjects.writes_subject(1234, r, stage.subjects.share) for r in requests]
+    asked = [subjects.writes_subject(1234, r.category, r.unit, r.index, stage.subjects.share) for r in requests]
     assert 0.35 < sum(asked) / REQUESTS < 0.65
     assert all(a["subject"] == r.seed_subject for a, r, ask in zip(answers, requests, asked) if not ask)
     written = [a["subject"] for a, r, ask in zip(answers, requests, asked) if ask and a["subject"] != r.seed_subject]

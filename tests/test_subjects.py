@@ -29,9 +29,9 @@ def test_a_written_subject_that_repeats_the_library_or_its_unit_is_not_used():
 def test_which_requests_get_a_written_subject_is_drawn_per_request_at_the_share():
     category = load_category("aesthetics")
     requests = [r for unit in range(625) for r in unit_requests(category, 5, unit, 16)]  # 10,000
-    asked = [writes_subject(5, r, 0.3) for r in requests]
-    assert asked == [writes_subject(5, r, 0.3) for r in requests]
-    assert asked != [writes_subject(6, r, 0.3) for r in requests]
+    asked = [writes_subject(5, r.category, r.unit, r.index, 0.3) for r in requests]
+    assert asked == [writes_subject(5, r.category, r.unit, r.index, 0.3) for r in requests]
+    assert asked != [writes_subject(6, r.category, r.unit, r.index, 0.3) for r in requests]
     assert abs(sum(asked) - 3000) <= 4 * math.sqrt(10_000 * 0.3 * 0.7)
 
 

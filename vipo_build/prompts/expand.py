@@ -39,26 +39,32 @@ class ExpansionRequest:
     text: RenderText | None = None  # the words to render, for categories with `words`
 
 
+def seed_subjects(category: Category, run_seed: int, unit: int, size: int) -> list[str]:
+    """The library seed subject of each request of a unit, drawn in request order from (seed, category, unit)."""
+    rng = random.Random(derive_seed(run_seed, "subjects", category.name, unit))
+    return [rng.choice(category.seeds) for _ in range(size)]
+
+
 def unit_requests(category: Category, run_seed: int, unit: int, size: int) -> list[ExpansionRequest]:
     """The fixed requests of one work unit: seed subjects, facets, texts and sampling seeds depend only on (seed, category, unit)."""
-    rng = random.Random(derive_seed(run_seed, "subjects", category.name, unit))
     return [
-        ExpansionRequest(category.name, unit, i, rng.choice(category.seeds), derive_seed(run_seed, "expand", category.name, unit, i),
+        ExpansionRequest(category.name, unit, i, subject, derive_seed(run_seed, "expand", category.name, unit, i),
                          draw_facets(category, run_seed, unit, i), draw_text(category, run_seed, unit, i))
-        for i in range(size)
+        for i, subject in enumerate(seed_subjects(category, run_seed, unit, size))
     ]
 
 
 def first_round_draws(category: Category, run_seed: int, units: int, size: int, subject_share: float | None = None) -> int:
     """Distinct (seed subject, facet values, text to render) among the requests of a round's first
-    `units` units; a request the subject pass asks (at `subject_share`) counts as one of its own."""
+    `units` units; a request the subject pass asks (at `subject_share`) counts as one of its own, and its
+    facets and text are not drawn here (at a million pairs, most of the plan's time)."""
     draws, written = set(), 0
     for unit in range(units):
-        for r in unit_requests(category, run_seed, unit, size):
-            if subject_share and subjects.writes_subject(run_seed, r, subject_share):
+        for i, subject in enumerate(seed_subjects(category, run_seed, unit, size)):
+            if subject_share and subjects.writes_subject(run_seed, category.name, unit, i, subject_share):
                 written += 1
             else:
-                draws.add((r.seed_subject, r.facets, r.text))
+                draws.add((subject, draw_facets(category, run_seed, unit, i), draw_text(category, run_seed, unit, i)))
     return len(draws) + written
 
 
@@ -121,7 +127,7 @@ class ExpandStage(Stage):
         if settings is None:
             return chosen
         asked = [(u, i) for u, work in enumerate(batch) for i, r in enumerate(work.requests)
-                 if subjects.writes_subject(self.seed, r, settings.share)]
+                 if subjects.writes_subject(self.seed, r.category, r.unit, r.index, settings.share)]
         requests = [batch[u].requests[i] for u, i in asked]
         conversations = [subjects.subject_conversation(batch[u].category, self.seed, r, settings.examples)
                          for (u, _), r in zip(asked, requests)]

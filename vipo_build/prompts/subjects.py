@@ -29,8 +29,9 @@ def subject_schema(max_chars: int) -> dict:
             "required": ["subject"], "additionalProperties": False}
 
 
-def writes_subject(run_seed: int, request: ExpansionRequest, share: float) -> bool:
-    return random.Random(derive_seed(run_seed, "writes-subject", request.category, request.unit, request.index)).random() < share
+def writes_subject(run_seed: int, category: str, unit: int, index: int, share: float) -> bool:
+    """Whether the subject pass writes the seed subject of request `index` of a category's unit."""
+    return random.Random(derive_seed(run_seed, "writes-subject", category, unit, index)).random() < share
 
 
 def subject_seed(run_seed: int, request: ExpansionRequest) -> int:
