@@ -35,8 +35,8 @@ from engine_timing import best_seconds  # noqa: E402
 from vipo_build.config import EngineConfig, JudgeEngineConfig, JudgeStageConfig  # noqa: E402
 from vipo_build.generate.encode import encode_image  # noqa: E402
 from vipo_build.judge.actor import ORDERS, JudgeItem, JudgeStage  # noqa: E402
-from vipo_build.judge.views import media_view  # noqa: E402
 from vipo_build.judge.rubric import judge_conversation, verdict_schema  # noqa: E402
+from vipo_build.judge.views import media_view  # noqa: E402
 from vipo_build.prompts.categories import load_category  # noqa: E402
 from vipo_build.seeding import derive_seed  # noqa: E402
 

@@ -49,7 +49,7 @@ def main() -> None:
     decode_s, (frames, fps) = best_of(args.repeats, lambda: decode_video_with_fps(media))
     figures_s, figures = best_of(args.repeats, lambda: clip_motion(frames, fps, 0.01))
     wan = families()["wan22-t2v-a14b"]
-    gpu_s = wan.cost.seconds_per_step * wan.steps * (WIDTH * HEIGHT * FRAMES) / (wan.cost.size[0] * wan.cost.size[1] * wan.cost.frames)
+    gpu_s = wan.cost.seconds(wan.steps, WIDTH, HEIGHT, FRAMES)
     checks = decode_s + figures_s
     print(f"1280x720, {FRAMES} frames, {os.cpu_count()} CPU cores; best of {args.repeats}")
     print(f"  H.264 encode (paid today)   {encode_s:7.3f} s")

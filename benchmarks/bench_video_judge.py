@@ -2,8 +2,8 @@
 
 Random weights from the published architecture (no hub): the time a request takes depends on its
 shape, not on the weights. Each request is what the judge stage sends for one vote of a video pair:
-two candidates and a short JSON answer. The views are sized as `vipo-build run --dry-run` prints for
-pipelines/video_300k.yaml (1280x720, 81 frames at 16 fps):
+two candidates and a short JSON answer. The views are sized by the judge stage's own budget
+(vipo_build/judge/budget.py) for pipelines/video_300k.yaml (1280x720, 81 frames at 16 fps), which gives:
 
   video:          10 frames (2 fps over 5.06 s) at 448x252 -> 5 x 18 x 32 patches, 720 tokens a clip
   contact_sheet:  8 frames tiled 3 x 3 (3840x2160) fitted in 1344 px: 1344x756 -> 54 x 96 patches, 1296 tokens
@@ -20,14 +20,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 import time
+from pathlib import Path
 
 import torch
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vipo_build.config import load_config  # noqa: E402
+from vipo_build.judge.budget import contact_sheet_size, fitted, processed_size, sampled_frames  # noqa: E402
+from vipo_build.judge.registry import judge_models  # noqa: E402
+
 PATCH, MERGE, TEMPORAL = 14, 2, 2
-# (temporal patches, height patches, width patches) of one candidate, as the processor would make them
-VIEWS = {"video": (5, 18, 32), "contact_sheet": (1, 54, 96)}
 TINY_VIEWS = {"video": (2, 4, 4), "contact_sheet": (1, 8, 8)}
+
+
+def views() -> dict[str, tuple[int, int, int]]:
+    """(temporal patches, height patches, width patches) of one candidate of pipelines/video_300k.yaml in each view,
+    as the judge stage sizes it and the Qwen2.5-VL processor resizes it (vipo_build/judge/budget.py)."""
+    config = load_config(REPO / "pipelines" / "video_300k.yaml")[0]
+    clip, judge, grid = config.output_for("video"), config.judge, judge_models()["qwen2.5-vl-7b"].vision
+    video_w, video_h = processed_size(*fitted(clip.width, clip.height, judge.video_size), grid)
+    sheet_w, sheet_h = processed_size(*contact_sheet_size(clip.width, clip.height, clip.frames, judge), grid)
+    frames = sampled_frames(clip.frames, clip.fps, judge)
+    return {"video": (math.ceil(frames / TEMPORAL), video_h // PATCH, video_w // PATCH),
+            "contact_sheet": (1, sheet_h // PATCH, sheet_w // PATCH)}
 
 
 def config(tiny: bool):
@@ -87,7 +107,7 @@ def main() -> None:
     print(f"model built in {time.perf_counter() - start:.1f} s ({sum(p.numel() for p in model.parameters()) / 1e9:.2f} B "
           f"parameters, {device})", flush=True)
     figures = {}
-    for kind, grid in (TINY_VIEWS if args.tiny else VIEWS).items():
+    for kind, grid in (TINY_VIEWS if args.tiny else views()).items():
         batch = requests(kind, grid, args.batch, cfg, device)
         run = lambda: model.generate(**batch, max_new_tokens=args.answer_tokens, min_new_tokens=args.answer_tokens,  # noqa: E731
                                      do_sample=False)

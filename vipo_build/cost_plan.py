@@ -132,12 +132,11 @@ def stage_work(config: PipelineConfig, gpu_memory_gb: float | None, measured: di
             seconds, source = measured[name], "measured"
         elif family is not None and family.cost is not None:
             cost = family.cost
-            frames = getattr(output, "frames", 1)
-            scale = (output.width * output.height * frames) / (cost.size[0] * cost.size[1] * cost.frames)
             factors = [(g.cpu_offload, OFFLOAD_FACTOR, "offload"), (g.compile, COMPILE_FACTOR, "compile"),
                        (g.first_block_cache, FIRST_BLOCK_CACHE_FACTOR, "first-block cache"),
                        (g.fp8_weights, FP8_WEIGHTS_FACTOR, "float8 weights")]
-            seconds = cost.seconds_per_step * g.steps * scale * math.prod(f for on, f, _ in factors if on)
+            seconds = (cost.seconds(g.steps, output.width, output.height, getattr(output, "frames", 1))
+                       * math.prod(f for on, f, _ in factors if on))
             source = f"registry {family.name}: {cost.source}" + "".join(
                 f"; x {f:g} for {what}" for on, f, what in factors if on)
         else:

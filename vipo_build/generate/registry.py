@@ -52,6 +52,11 @@ class StepCost(FrozenModel):
     frames: int = Field(1, ge=1)
     source: str = Field(description="Where the figure comes from, and when.")
 
+    def seconds(self, steps: int, width: int, height: int, frames: int = 1) -> float:
+        """H100 seconds of one candidate of `steps` steps at width x height x frames: the reference figure scaled by
+        pixels (the attention share is small at these sizes)."""
+        return self.seconds_per_step * steps * ((width * height * frames) / (self.size[0] * self.size[1] * self.frames))
+
 
 class EngineCost(FrozenModel):
     """A vLLM engine's GPU-seconds per request at full concurrency, for a reference request."""

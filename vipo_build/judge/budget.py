@@ -72,6 +72,18 @@ def fitted(width: int, height: int, longest: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def sheet_grid(frames: int) -> tuple[int, int]:
+    """Columns and rows of a contact sheet of `frames` frames: as square as it goes, filled row by row."""
+    columns = math.ceil(math.sqrt(frames))
+    return columns, math.ceil(frames / columns)
+
+
+def contact_sheet_size(width: int, height: int, frames: int, config: JudgeStageConfig) -> tuple[int, int]:
+    """The size of the contact sheet an image-only judge gets of a width x height clip of `frames` frames."""
+    columns, rows = sheet_grid(min(config.video_frames, frames))
+    return fitted(columns * width, rows * height, config.image_size)
+
+
 def sampled_frames(frames: int, fps: float, config: JudgeStageConfig) -> int:
     """Frames a native video judge gets of a clip: video_fps over its duration, 2 to video_max_frames, even (Qwen-style
     models fold frames in pairs)."""
@@ -107,9 +119,7 @@ def candidate_tokens(judge: JudgeEngineConfig, config: JudgeStageConfig, width: 
     if frames == 1:
         return image_tokens(*fitted(width, height, config.image_size), grid)
     if not reads_video(judge):
-        columns = math.ceil(math.sqrt(min(config.video_frames, frames)))
-        rows = math.ceil(min(config.video_frames, frames) / columns)
-        return image_tokens(*fitted(columns * width, rows * height, config.image_size), grid)
+        return image_tokens(*contact_sheet_size(width, height, frames, config), grid)
     sampled = sampled_frames(frames, fps, config)
     per_frame = image_tokens(*fitted(width, height, config.video_size), grid)
     return per_frame * math.ceil(sampled / grid.temporal_patch)

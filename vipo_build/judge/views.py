@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +12,7 @@ from PIL import Image
 
 from vipo_build.config import JudgeStageConfig, VideoOutputConfig
 from vipo_build.generate.encode import decode_image, decode_video_with_fps
-from vipo_build.judge.budget import fitted, sampled_frames
+from vipo_build.judge.budget import fitted, sampled_frames, sheet_grid
 from vipo_build.records import ViewKind
 
 VIDEO_FRAME_QUALITY = 95  # frames travel to vLLM as a JPEG sequence, its frame-list video format
@@ -76,8 +75,7 @@ def media_view(media: bytes, kind: ViewKind, config: JudgeStageConfig) -> View:
 def contact_sheet(clip: np.ndarray, frames: int) -> Image.Image:
     """`frames` frames sampled uniformly, tiled row by row in time order."""
     picks = np.linspace(0, len(clip) - 1, num=min(frames, len(clip))).round().astype(int)
-    cols = math.ceil(math.sqrt(len(picks)))
-    rows = math.ceil(len(picks) / cols)
+    cols, rows = sheet_grid(len(picks))
     height, width = clip.shape[1:3]
     sheet = np.zeros((rows * height, cols * width, 3), np.uint8)
     for i, frame in enumerate(clip[picks]):
