@@ -319,3 +319,47 @@ def test_config_rejects_unknown_keys_and_key_values() -> None:
         EndpointConfig(base_url="http://x/v1", model="m", api_key_env="sk-live-123")
     with pytest.raises(ValueError, match="max_backoff_s"):
         EndpointConfig(base_url="http://x/v1", model="m", backoff_s=5, max_backoff_s=1)
+
+
+VLLM_REFUSAL = ("Per-request media_io_kwargs are disabled by default because they can change multimodal media loading "
+                "resource usage. Start the server with --trust-request-mm-kwargs only when clients are trusted.")
+
+
+def video_judge_stage(server: FakeServer, **endpoint_settings):
+    """A native video judge (a registered Qwen2.5-VL) served by `server`, set up as its stage actor sets it up."""
+    from tests.conftest import tiny_config
+    from vipo_build.config import JudgeStageConfig, VideoOutputConfig
+    from vipo_build.judge.actor import JudgeStage
+
+    raw = tiny_config()["judge"]
+    raw["engines"] = [{"name": "qwen", "modalities": ["video"], "engine": {
+        "model": "Qwen/Qwen2.5-VL-7B-Instruct", "endpoint": config(server, **endpoint_settings).model_dump()}}]
+    judge = JudgeStageConfig.model_validate(raw | {"video_fps": 2.0})
+    stage = JudgeStage(judge, judge.engines[0], seed=1, storage=None, clips=VideoOutputConfig(width=64, height=64, frames=9, fps=8))
+    stage.setup()
+    return stage
+
+
+def test_a_video_judges_frame_timing_rides_each_request_and_a_refusal_names_the_server_flags(server: FakeServer) -> None:
+    from vipo_build.judge.views import video_timing
+
+    stage = video_judge_stage(server)
+    timing = video_timing(stage.clips, stage.config)
+    assert ask(stage.engine, 2)[0].answer is not None
+    for body in server.state.bodies:  # what an in-process engine is started with, less the server's own limits
+        assert body["media_io_kwargs"] == timing["media_io_kwargs"] and body["mm_processor_kwargs"] == timing["mm_processor_kwargs"]
+        assert "limit_mm_per_prompt" not in body
+
+    server.state.script = lambda n, attempt, body: (400, VLLM_REFUSAL)  # vLLM started without the flag
+    with pytest.raises(EndpointError) as refused:
+        ask(stage.engine, 1)
+    io_flags = json.dumps(timing["media_io_kwargs"], separators=(",", ":"))
+    assert str(refused.value) == (
+        f"{server.base_url}: the server refuses the video judge's per-request frame timing; start it with "
+        f"--trust-request-mm-kwargs, or with --media-io-kwargs '{io_flags}' --mm-processor-kwargs "
+        f"'{{\"fps\":{timing['mm_processor_kwargs']['fps']}}}' and set send_video_timing: false")
+
+    server.state.bodies.clear()
+    server.state.script = good
+    assert ask(video_judge_stage(server, send_video_timing=False).engine, 1)[0].answer is not None  # the server has them
+    assert not {"media_io_kwargs", "mm_processor_kwargs"} & set(server.state.bodies[0])

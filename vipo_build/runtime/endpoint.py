@@ -37,6 +37,11 @@ PROBE_TIMEOUT_S = 5.0
 # Detail strings carry at most this much of a model's answer or a validation message.
 DETAIL_CHARS = 200
 
+# An engine's multimodal settings that a server takes per request (limit_mm_per_prompt is the server's own)
+MEDIA_KWARGS = ("media_io_kwargs", "mm_processor_kwargs")
+# vLLM's server flag that lets requests carry their own multimodal settings; its refusals name it
+TRUST_MM_FLAG = "--trust-request-mm-kwargs"
+
 DropReason = Literal["malformed_answer", "endpoint_error"]
 T = TypeVar("T")
 
@@ -63,6 +68,13 @@ class EndpointConfig(StrictModel):
         600, ge=0, json_schema_extra=RUNTIME_ONLY, description="How long an unreachable server may take to come back before its requests are dropped."
     )
     send_schema: bool = Field(True, description="Send the schema as response_format json_schema so the server constrains decoding.")
+    send_video_timing: bool = Field(
+        True,
+        json_schema_extra=RUNTIME_ONLY,
+        description="Send a video judge's frame timing (media_io_kwargs, mm_processor_kwargs) with each request; vLLM takes "
+        "them only from a server started with --trust-request-mm-kwargs. Off: start the server with the run's "
+        "--media-io-kwargs and --mm-processor-kwargs instead (a refused request's error prints them).",
+    )
 
     @model_validator(mode="after")
     def _backoff_bounded(self) -> EndpointConfig:
@@ -88,8 +100,11 @@ class Outcome:
 class EndpointClient:
     """Synchronous client: each call runs its own event loop, so it works in Ray actors and the driver."""
 
-    def __init__(self, config: EndpointConfig):
+    def __init__(self, config: EndpointConfig, media_kwargs: dict[str, dict] | None = None):
+        """`media_kwargs`: the multimodal settings an in-process engine would be started with (a video judge's
+        media_io_kwargs and mm_processor_kwargs); a server gets them with each request."""
         self.config = config
+        self.media_kwargs = media_kwargs or {}
         self._api_key = read_api_key(config)
 
     def __repr__(self) -> str:
@@ -154,15 +169,15 @@ class EndpointClient:
                 slots=asyncio.Semaphore(self.config.max_concurrency),
                 watch=ServerWatch(client, self.config.wait_for_server_s),
                 validator=jsonschema.Draft202012Validator(schema),
-                request=request_options(self.config, schema, temperature, max_tokens),
+                request=request_options(self.config, schema, temperature, max_tokens, self.media_kwargs),
             )
             # gather keeps request order whatever order the answers arrive in.
             return list(await asyncio.gather(*(session.ask(m, seed) for m, seed in zip(messages, seeds))))
 
 
-def start_endpoint(config: EndpointConfig) -> EndpointClient:
+def start_endpoint(config: EndpointConfig, media_kwargs: dict[str, dict] | None = None) -> EndpointClient:
     """A client for `config`, once its server answers (a server may still be loading its model)."""
-    client = EndpointClient(config)
+    client = EndpointClient(config, media_kwargs)
     client.wait_until_up()
     return client
 
@@ -190,12 +205,15 @@ def run_sync(make_coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
 # Requests -------------------------------------------------------------------------------
 
 
-def request_options(config: EndpointConfig, schema: dict, temperature: float, max_tokens: int) -> dict[str, Any]:
+def request_options(config: EndpointConfig, schema: dict, temperature: float, max_tokens: int,
+                    media_kwargs: dict[str, dict]) -> dict[str, Any]:
     """Keyword arguments shared by every request of a call."""
     options: dict[str, Any] = {"model": config.model, "temperature": temperature, "max_tokens": max_tokens}
     if config.send_schema:
         # vLLM turns this into structured outputs (guided decoding), like the offline engine's json schema.
         options["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+    if media_kwargs and config.send_video_timing:
+        options["extra_body"] = dict(media_kwargs)  # vLLM's request fields beside the OpenAI ones
     return options
 
 
@@ -355,12 +373,17 @@ class Session:
         except openai.APIConnectionError as error:
             raise Transient(f"connection failed ({type(error.__cause__ or error).__name__})", server_down=True) from None
         except openai.APIStatusError as error:
-            raise status_failure(self.config, error.status_code) from None
+            raise status_failure(self.config, error.status_code, error.message, self.request.get("extra_body")) from None
         return completion.choices[0].message.content if completion.choices else None
 
 
-def status_failure(config: EndpointConfig, status: int) -> Exception:
+def status_failure(config: EndpointConfig, status: int, message: str = "", media_kwargs: dict | None = None) -> Exception:
     """The exception an HTTP error status stands for (messages never carry the key or the server's body)."""
+    if status == 400 and media_kwargs and TRUST_MM_FLAG in message:  # every request of this judge would be refused
+        flags = " ".join(f"--{name.replace('_', '-')} '{json.dumps(value, separators=(',', ':'))}'"
+                         for name, value in media_kwargs.items())
+        return EndpointError(f"{config.base_url}: the server refuses the video judge's per-request frame timing; start it "
+                             f"with {TRUST_MM_FLAG}, or with {flags} and set send_video_timing: false")
     if status in (401, 403):
         return EndpointError(f"{config.base_url}: the server refused the API key from ${config.api_key_env} (HTTP {status})")
     if status == 404:

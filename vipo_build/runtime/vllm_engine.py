@@ -49,7 +49,7 @@ def start_engine(engine: EngineConfig, seed: int, where: str, **extra: Any) -> L
     connect to the engine's OpenAI-compatible endpoint when it names one. `where` names the
     engine's config field in errors, e.g. "judge.engines[0].engine"."""
     if engine.endpoint is not None:
-        return endpoint.start_endpoint(engine.endpoint)
+        return endpoint.start_endpoint(engine.endpoint, {k: v for k, v in extra.items() if k in endpoint.MEDIA_KWARGS})
     from vllm import LLM
     from vllm.platforms import current_platform
 
