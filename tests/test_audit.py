@@ -78,7 +78,8 @@ def write_caches(storage: Storage, config: PipelineConfig, category: str, kept: 
     verdicts = [p.verdict if i < kept else p.verdict.model_copy(update={"kept": False, "reason": ("tie", "low_agreement")[i % 2]})
                 for i, p in enumerate(pairs)]
     cache.write_prompts(storage, category, 0, prompts, [0], {})
-    cache.write_judged(storage, category, 0, config.judge.engines[0].name, prompts, verdicts)
+    for judge in config.judge.judges_for(config.category(category).modality):  # each judge's file, as a run writes them
+        cache.write_judged(storage, category, 0, judge.name, prompts, verdicts)
 
 
 def make_root(directory: Path, shards: int | None = None) -> Storage:
@@ -337,12 +338,12 @@ def test_judge_quality_covers_every_judged_pair_and_its_floors_fail_the_audit(tm
     from statsmodels.stats.inter_rater import fleiss_kappa
 
     root = tmp_path / "root"
-    storage = make_root(root)
+    storage, config = make_root(root), tiny_pipeline()
     code, out, report = run_audit(str(root))
     assert code == 0, out
     # the same figures computed independently from the judged caches: every verdict, kept or dropped
     for category, figures in report.run.judge.categories.items():
-        verdicts = json.loads(storage.read_bytes(cache.judged_path(category, 0, "tiny-vlm")))["verdicts"]
+        verdicts = json.loads(storage.read_bytes(cache.judged_path(category, 0, config.judge.judges_for(config.category(category).modality)[0].name)))["verdicts"]
         decided = [v for v in verdicts if v["chosen_side"] is not None]
         votes = [vote for v in verdicts for vote in v["votes"] if vote["valid"]]
         table = [[sum(vote["winner_side"] == side for vote in v["votes"] if vote["valid"]) for side in (0, 1, None)]

@@ -27,10 +27,9 @@ from tests.sessions import alive_in_session, run_in_session
 from vipo_build.runtime import failpoints
 
 KILL_SEED = 20261126
-# Stage order; the schedule kills once at each point and a second time in the judge. The points of the
-# engines' stages run from an empty root; those of the plan and the shards from the reference root's
-# cache, so no run of theirs loads an engine.
-ENGINE_POINTS = ["prompts.part_written", "generate.batch", "candidates.written", "judge.batch", "judge.batch", "judged.written"]
+# Stage order; the schedule kills once at each point. The points of the engines' stages run from an empty
+# root; those of the plan and the shards from the reference root's cache, so no run of theirs loads an engine.
+ENGINE_POINTS = ["prompts.part_written", "generate.batch", "candidates.written", "judge.batch", "judged.written"]
 ROOT_POINTS = ["root.plan_written", "shard.tar_written", "shard.data_written", "shard.committed"]
 NOT_OUTPUT = {"summary.json", "progress.json"}  # timings of one run, not dataset content (nor are logs/)
 RUN_TIMEOUT_S = 600  # one run here takes under 4 minutes; below pytest's timeout, so a hang shows its stacks
@@ -143,7 +142,7 @@ def kill_at_each_then_resume(config: Path, out: Path, points: list[str], tmp_pat
     return events + journal(final)
 
 
-@pytest.mark.timeout(2400)  # seven runs, and the reference run of the module's fixture, on 2 cores
+@pytest.mark.timeout(2400)  # six runs, and the reference run of the module's fixture, on 2 cores
 def test_sigkill_in_the_engine_stages_then_resume_is_byte_identical(small, tmp_path):
     config, reference, reference_journal = small
     out = tmp_path / "out"
@@ -260,9 +259,14 @@ def test_actors_killed_mid_call_are_restarted_and_the_output_is_the_same(small, 
 
 
 def test_s3_root_with_dropped_connections_and_a_kill(small, tmp_path):
+    """The commit protocol on an object store whose connections are cut mid-upload: the root starts from the reference
+    root's cache (as if every unit were done), so no engine loads and every write of the runs is a shard's or the
+    root's own (the actors' cache writes to S3 are the two-node test's)."""
     config, reference, _ = small
     url = "s3://vipo-test/runs/small"
     with s3_server("vipo-test", cut_every=5, cut_after=1500) as (env, proxy, fs):
+        for done in ("prompts", "cache"):
+            fs.put(str(reference / done), f"vipo-test/runs/small/{done}", recursive=True)
         torn: list[str] = []
         looks = Counter()
         stop = threading.Event()
@@ -284,13 +288,15 @@ def test_s3_root_with_dropped_connections_and_a_kill(small, tmp_path):
         try:
             first = vipo("run", str(config), "--out", url, env=env, JOURNAL=str(tmp_path / "journal"), KILL="shard.committed:2")
             assert first.returncode == -9, first.stdout + first.stderr
-            second = vipo("run", str(config), "--out", url, env=env)
+            second = vipo("run", str(config), "--out", url, env=env, JOURNAL=str(tmp_path / "journal"))
             assert second.returncode == 0, second.stdout + second.stderr
             assert "2 of 4 shards already committed" in second.stdout
         finally:
             stop.set()
             watcher.join()
         assert torn == [] and looks["records"] > 0 and proxy.cuts > 0
+        events = {name for name, _ in journal(tmp_path / "journal")}
+        assert "shard.committed" in events and not {"prompts.part_written", "generate.batch", "judge.batch"} & events
         checked = vipo("verify", url, "--deep", env=env)
         assert checked.returncode == 0 and "4 shards good, 0 bad" in checked.stdout, checked.stdout + checked.stderr
         status = vipo("status", url, "--json", env=env)

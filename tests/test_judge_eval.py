@@ -77,8 +77,8 @@ def test_judge_eval_in_each_layout_matches_an_independent_computation(tiny_run, 
     files["vipo"] = str(copy / "calibration" / "labels.parquet")
 
     config, _ = load_config(config_path)
-    judge = JudgeStage(config.judge, config.judge.engines[0], config.seed, storage=None)
-    judge.setup()
+    stages = {e.name: JudgeStage(config.judge, e, config.seed, storage=None, clips=config.generate.video) for e in config.judge.engines}
+    judge = stages["tiny-vlm"]
     for layout, path in files.items():
         pairs = read_pairs(path, layout, "aesthetics")
         assert len(pairs) == 5 and all(len(p.images[0]) > 100 for p in pairs)
@@ -86,7 +86,14 @@ def test_judge_eval_in_each_layout_matches_an_independent_computation(tiny_run, 
             assert [p.human for p in pairs] == HUMAN
         if layout == "hpd":
             assert [p.human for p in pairs] == ["A"] * 5
-        result = evaluate({judge.judge_engine.name: judge}, config, pairs, path, layout)
+        # an image pair set loads the image judge alone; the run's own sample holds a clip, for the video judge
+        needed = [e.name for _, e in config.judges_at_work({p.category for p in pairs})]
+        assert needed == (["tiny-vlm", "tiny-video-vlm"] if layout == "vipo" else ["tiny-vlm"])
+        for name in needed:
+            if not hasattr(stages[name], "engine"):
+                stages[name].setup()
+        judges = {name: stages[name] for name in needed}
+        result = evaluate(judges, config, pairs, path, layout)
         humans, judged = [r.human for r in result.results], [r.judge for r in result.results]
         overall = result.overall
         assert overall.pairs == 5 and {r.category for r in result.results} <= set(config.quotas())

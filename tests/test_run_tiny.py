@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +20,11 @@ import webdataset as wds
 import yaml
 from PIL import Image
 
-from tests.conftest import vipo, write_config
+from tests.conftest import TINY_MOTION_FLOOR, vipo, write_config
 from vipo_build import drops
 
-CATEGORIES = ["aesthetics", "composition", "text_image_alignment", "text_rendering", "human_quality",
-              "motion_quality", "visual_quality", "video_text_alignment"]
+VIDEO_CATEGORIES = ["motion_quality", "visual_quality", "video_text_alignment"]
+CATEGORIES = ["aesthetics", "composition", "text_image_alignment", "text_rendering", "human_quality", *VIDEO_CATEGORIES]
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, str]]:
@@ -68,7 +69,8 @@ def test_counts_agree_everywhere(tiny_run):
         assert figures["written"] == figures["planned"] == 1
         assert figures["kept"] >= 1 and figures["prompts_requested"] >= figures["kept"] + sum(figures["dropped"].values())
         assert set(figures["dropped"]) <= set(drops.NAMES)  # every reason is one of the shared list
-    assert set(summary["stages"]) == {"prompts", "judge:tiny-vlm", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan", "shards"}
+    assert set(summary["stages"]) == {"prompts", "judge:tiny-vlm", "judge:tiny-video-vlm", "generate:tiny-flux", "generate:tiny-sana",
+                                  "generate:tiny-wan", "shards"}
 
 
 def test_rerun_of_finished_run_writes_nothing(tiny_run):
@@ -87,10 +89,11 @@ def test_the_run_log_holds_every_call_with_its_actor_and_units(tiny_run):
     [run_log] = (root / "logs").glob("run-*.log")
     lines = run_log.read_text().splitlines()
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} DEBUG   vipo_build\.run: vipo-build \S+, config \S+tiny1\.yaml, root ", lines[0])
-    sent = [line for line in lines if re.search(r"scheduler: judge:tiny-vlm#\d+: call of units? \w+/u\d{6}.* sent$", line)]
-    done = [line for line in lines if re.search(r"scheduler: judge:tiny-vlm#\d+: units? \w+/u\d{6}.* done in [\d.]+ s$", line)]
+    sent = [line for line in lines if re.search(r"scheduler: judge:tiny(-video)?-vlm#\d+: call of units? \w+/u\d{6}.* sent$", line)]
+    done = [line for line in lines if re.search(r"scheduler: judge:tiny(-video)?-vlm#\d+: units? \w+/u\d{6}.* done in [\d.]+ s$", line)]
     assert len(sent) == len(done) > 0  # each call logged when sent and when done
-    judged = json.loads((root / "summary.json").read_text())["stages"]["judge:tiny-vlm"]["items"]
+    stages = json.loads((root / "summary.json").read_text())["stages"]
+    judged = stages["judge:tiny-vlm"]["items"] + stages["judge:tiny-video-vlm"]["items"]
     assert sum(len(re.findall(r"\w+/u\d{6}", line)) for line in done) == judged
 
 
@@ -123,7 +126,7 @@ def test_interrupted_run_rebuilds_missing_shards_only(tiny_run, tmp_path):
     # nothing expanded, generated or judged again; a unit judged past its category's quota (in flight when
     # the quota filled) is not even read
     assert {pool: s["items"] for pool, s in summary["stages"].items() if pool != "shards"} == dict.fromkeys(
-        ["prompts", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan", "judge:tiny-vlm"], 0)
+        ["prompts", "generate:tiny-flux", "generate:tiny-sana", "generate:tiny-wan", "judge:tiny-vlm", "judge:tiny-video-vlm"], 0)
     assert summary["reused"]["prompt_parts"] == len(list((copy / "prompts").glob("*.parquet")))
     assert summary["reused"]["candidate_units"] == 0 and 0 < summary["reused"]["judged_units"] <= judged_units
     for ext, data in original.items():
@@ -263,6 +266,36 @@ def test_audit_of_the_tiny_run_counts_what_the_manifests_hold(tiny_run):
     consistency = sum(v["order_consistent"] for v in decided) / len(decided)
     assert judge["order_consistency_rate"] == pytest.approx(consistency) and consistency < 0.9
     assert all(a["order_consistent_rate"] == 1.0 for a in report["run"]["agreement"])  # kept pairs: consistent by the keep rule
+    # the clip figures of the committed video pairs, as the manifests carry them
+    motion = {m["category"]: m for m in report["run"]["motion"]["categories"]}
+    assert sorted(motion) == sorted(VIDEO_CATEGORIES)
+    for category, figures in motion.items():
+        rows = [r for r in manifests.to_pylist() if r["category"] == category]
+        assert figures["pairs"] == len(rows) == plan.quotas[category]
+        assert figures["chosen_motion_median"] == pytest.approx(statistics.median(r["chosen_motion"] for r in rows), abs=1e-6)
+        assert figures["rejected_motion_median"] == pytest.approx(statistics.median(r["rejected_motion"] for r in rows), abs=1e-6)
+        assert sum(figures["chosen_histogram"]) == sum(figures["rejected_histogram"]) == len(rows)
+        assert figures["motion_p10"] >= TINY_MOTION_FLOOR  # no static clip reaches a shard
+
+
+def test_a_clip_below_the_motion_floor_drops_its_pair_unjudged_as_static_clip(tiny_run):
+    _, root, _ = tiny_run
+    static = 0
+    for category in VIDEO_CATEGORIES:
+        for judged in sorted((root / "cache" / category).glob("u*.tiny-video-vlm.judged.json")):
+            unit = judged.name.split(".", 1)[0]
+            candidates = pq.read_table(root / "cache" / category / f"{unit}.tiny-wan.candidates.parquet",
+                                       columns=["prompt_id", "side", "motion"]).to_pylist()
+            motion = {(c["prompt_id"], c["side"]): c["motion"] for c in candidates}
+            for verdict in json.loads(judged.read_text())["verdicts"]:
+                sides = [motion[verdict["pair_id"], side] for side in (0, 1)]
+                below = any(s["motion"] < TINY_MOTION_FLOOR for s in sides)
+                assert [s["static"] for s in sides] == [s["motion"] < TINY_MOTION_FLOOR for s in sides]
+                assert (verdict["reason"] == "static_clip") == below, verdict["pair_id"]
+                assert (verdict["votes"] == []) == below  # the judge was never asked about it
+                static += below
+    counted = sum(f["dropped"].get("static_clip", 0) for c, f in json.loads((root / "summary.json").read_text())["categories"].items())
+    assert 0 < counted <= static  # the summary counts the units up to each category's last needed one
 
 
 def test_the_audit_fails_a_judge_below_the_floors_naming_each_category(tiny_run, tmp_path):
@@ -290,7 +323,8 @@ def test_gc_frees_only_what_no_shard_will_read_and_resume_status_verify_audit_wo
     for ext in original:
         (copy / "shards" / f"{victim}.{ext}").unlink()
     everything = candidate_files(copy)
-    judged = {f"{j.parent.name}/{j.name.split('.', 1)[0]}" for j in (copy / "cache").glob("*/*.judged.json")}
+    judged_files = sorted((copy / "cache").glob("*/*.judged.json"))
+    judged = {f"{j.parent.name}/{j.name.split('.', 1)[0]}" for j in judged_files}
     (copy / "cache" / "aesthetics" / "u000000.judged.json.tmp-0badf00d").write_bytes(b"cut short")  # a killed write
 
     dry = vipo("gc", str(copy), "--dry-run")
@@ -308,7 +342,7 @@ def test_gc_frees_only_what_no_shard_will_read_and_resume_status_verify_audit_wo
     unjudged = {p.split("/", 1)[1].split(".", 1)[0] for p in everything} - judged
     assert {p.split("/", 1)[1].split(".", 1)[0] for p in kept} == waiting | unjudged
     assert len(kept) < len(everything) and not list(copy.rglob("*.tmp-*"))
-    assert all((copy / "cache" / f"{unit}.tiny-vlm.judged.json").is_file() for unit in judged)
+    assert all(j.is_file() for j in judged_files)
 
     resumed = vipo("run", str(config), "--out", str(copy), "--gc")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -377,6 +378,12 @@ class PipelineConfig(StrictModel):
         for n in sorted(exact, key=lambda n: (floors[n] - exact[n], n))[:leftover]:
             floors[n] += 1
         return {n: fixed.get(n, floors.get(n)) for n in self.categories}
+
+    def judges_at_work(self, categories: Iterable[str] | None = None) -> list[tuple[int, JudgeEngineConfig]]:
+        """The judges (with their index in judge.engines) of at least one of `categories` (default: the config's): a
+        judge of modalities none of them has never starts its pool, so it asks for no resources and costs nothing."""
+        modalities = {self.category(name).modality for name in (self.categories if categories is None else categories)}
+        return [(i, e) for i, e in enumerate(self.judge.engines) if modalities & set(e.modalities)]
 
     def generators_for(self, modality: str) -> list[GeneratorConfig]:
         return [g for g in self.generate.generators if g.modality == modality]

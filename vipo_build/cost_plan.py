@@ -144,7 +144,7 @@ def stage_work(config: PipelineConfig, gpu_memory_gb: float | None, measured: di
         stages.append(StagePlan(name, "candidate", candidates, seconds, source, share,
                                 _smallest_share(g, family, gpu_memory_gb, share)))
     votes = 2 * config.judge.votes
-    for judge in config.judge.engines:  # a judge judges every pair of its modalities, with its own view
+    for _, judge in config.judges_at_work():  # a judge judges every pair of its modalities, with its own view
         judged = {c: n for c, n in asked.items() if config.category(c).modality in judge.modalities}
         pairs = sum(judged.values())
         tokens = sum(request_tokens(config, judge, config.category(c).modality) * n for c, n in judged.items())
@@ -232,7 +232,8 @@ def applied(config: PipelineConfig, stages: list[StagePlan]) -> PipelineConfig:
     raw = config.model_dump(mode="json")
     by_pool = {s.pool: s for s in stages}
     raw["prompts"]["pool"] |= {"actors": by_pool["prompts"].actors, "num_gpus": by_pool["prompts"].gpus_per_actor}
-    for judge in raw["judge"]["engines"]:
+    for i, _ in config.judges_at_work():  # an idle judge's pool is never started: left as it is
+        judge = raw["judge"]["engines"][i]
         s = by_pool[f"judge:{judge['name']}"]
         judge["pool"] |= {"actors": s.actors, "num_gpus": s.gpus_per_actor}
     for g in raw["generate"]["generators"]:
@@ -245,7 +246,7 @@ def measured_rates(summary: dict, config: PipelineConfig) -> dict[str, float]:
     """GPU-seconds per item of each GPU pool from a run's summary.json (its stages' busy seconds are per unit)."""
     rates = {}
     size = config.generate.unit_size
-    per_unit = {"prompts": size, **{f"judge:{e.name}": size * 2 * config.judge.votes for e in config.judge.engines}}
+    per_unit = {"prompts": size, **{f"judge:{e.name}": size * 2 * config.judge.votes for _, e in config.judges_at_work()}}
     for g in config.generate.generators:
         per_unit[f"generate:{g.name}"] = 2 * size / len(config.generators_for(g.modality))
     pools = config.model_pools()

@@ -46,7 +46,7 @@ def pool_asks(config: PipelineConfig) -> list[PoolAsk]:
         family = resolve_family(generator.model, generator.family)
         weights = None if generator.cpu_offload or family is None else family.weights_gb
         asks.append(PoolAsk(f"generate.generators[{i}] ({generator.name})", generator.pool, weights_gb=weights))
-    for i, judge in enumerate(config.judge.engines):
+    for i, judge in config.judges_at_work():
         asks.append(PoolAsk(f"judge.engines[{i}] ({judge.name})", judge.pool, judge.engine.tensor_parallel_size))
     asks.append(PoolAsk("shards", config.shards.pool))
     return asks

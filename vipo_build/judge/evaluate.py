@@ -108,16 +108,22 @@ def evaluate(judges: dict[str, JudgeStage], config: PipelineConfig, pairs: list[
     unit = config.generate.unit_size
     units = [(config.category(name), group[i : i + unit]) for name, group in by_category.items() for i in range(0, len(group), unit)]
     asked = [(category, [JudgeItem(p.pair_id, p.prompt, tuple(p.images)) for p in group]) for category, group in units]
-    verdicts: dict[str, list[list[Verdict]]] = {}  # judge -> per unit
+    missing = {n for category, _ in units for n in panel.judge_names(config.judge, category)} - judges.keys()
+    if missing:
+        raise ValueError(f"the pairs' categories are judged by {', '.join(sorted(missing))} too (config.judges_at_work)")
+    verdicts: dict[str, dict[int, list[Verdict]]] = {}  # judge -> unit index -> its verdicts
     for name, judge in judges.items():
+        mine = [i for i, (category, _) in enumerate(units) if name in panel.judge_names(config.judge, category)]
         per_call = judge.resources.units_per_call
-        verdicts[name] = [found for start in range(0, len(asked), per_call) for found in judge.judge(asked[start : start + per_call])]
-    combined = [panel.combine(config.judge, category, {name: verdicts[name][i] for name in judges})
+        found = [v for start in range(0, len(mine), per_call) for v in judge.judge([asked[i] for i in mine[start : start + per_call]])]
+        verdicts[name] = dict(zip(mine, found))
+    combined = [panel.combine(config.judge, category, {name: verdicts[name][i] for name in panel.judge_names(config.judge, category)})
                 for i, (category, _) in enumerate(units)]
     categories, overall, results = _assess(units, combined)
     members = []
     for name, judge in judges.items() if len(judges) > 1 else ():
-        own_categories, own_overall, own_results = _assess(units, verdicts[name])
+        own = sorted(verdicts[name])  # a judge is assessed on the pairs of its own modalities
+        own_categories, own_overall, own_results = _assess([units[i] for i in own], [verdicts[name][i] for i in own])
         members.append(MemberEvaluation(judge=name, model=judge.judge_engine.engine.model, categories=own_categories,
                                         overall=own_overall, results=own_results))
     return JudgeEvaluation(
@@ -173,7 +179,7 @@ def run_judge_eval(config_path: str, pairs_file: str, layout: str, category: str
     for name in {p.category for p in pairs}:
         config.category(name)
     judges = {e.name: JudgeStage(config.judge, e, config.seed, storage=None, clips=config.generate.video)
-              for e in config.judge.engines}
+              for _, e in config.judges_at_work({p.category for p in pairs})}  # a judge of other modalities never loads
     for judge in judges.values():
         judge.setup()
     evaluation = evaluate(judges, config, pairs, pairs_file, layout)
