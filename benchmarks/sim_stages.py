@@ -162,6 +162,6 @@ def simulated_stages(config: PipelineConfig, storage: Storage, scale: float, sec
                     for g in config.generate.generators},
         judges={e.name: SimulatedJudge(config.judge, e, config.seed, storage, scale,
                                        EngineCost(ENGINE_LATENCY_S["judge"], seconds[f"judge:{e.name}"]))
-                for e in config.judge.engines},
+                for _, e in config.judges_at_work()},
         shards=WriteShardStage(config, storage),
     )

@@ -266,7 +266,7 @@ def test_s3_root_with_dropped_connections_and_a_kill(small, tmp_path):
     url = "s3://vipo-test/runs/small"
     with s3_server("vipo-test", cut_every=5, cut_after=1500) as (env, proxy, fs):
         for done in ("prompts", "cache"):
-            fs.put(str(reference / done), f"vipo-test/runs/small/{done}", recursive=True)
+            fs.put(f"{reference / done}/", f"vipo-test/runs/small/{done}/", recursive=True)
         torn: list[str] = []
         looks = Counter()
         stop = threading.Event()
@@ -296,7 +296,7 @@ def test_s3_root_with_dropped_connections_and_a_kill(small, tmp_path):
             watcher.join()
         assert torn == [] and looks["records"] > 0 and proxy.cuts > 0
         events = {name for name, _ in journal(tmp_path / "journal")}
-        assert "shard.committed" in events and not {"prompts.part_written", "generate.batch", "judge.batch"} & events
+        assert "shard.committed" in events and not set(ENGINE_POINTS) & events
         checked = vipo("verify", url, "--deep", env=env)
         assert checked.returncode == 0 and "4 shards good, 0 bad" in checked.stdout, checked.stdout + checked.stderr
         status = vipo("status", url, "--json", env=env)

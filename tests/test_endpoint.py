@@ -340,19 +340,28 @@ def video_judge_stage(server: FakeServer, **endpoint_settings):
     return stage
 
 
-def test_a_video_judges_frame_timing_rides_each_request_and_a_refusal_names_the_server_flags(server: FakeServer) -> None:
+def with_clips(count: int) -> list[list[dict]]:
+    """Requests carrying two clips each, as a native video judge sends them."""
+    clip = {"type": "video_url", "video_url": {"url": "data:video/jpeg;base64,AAAA,AAAA"}}
+    return [[{"role": "user", "content": [*c[0]["content"], clip, clip]}] for c in conversations(count)]
+
+
+def test_a_video_judges_frame_timing_rides_each_video_request_and_a_refusal_names_the_server_flags(server: FakeServer) -> None:
     from vipo_build.judge.views import video_timing
 
     stage = video_judge_stage(server)
     timing = video_timing(stage.clips, stage.config)
-    assert ask(stage.engine, 2)[0].answer is not None
+    assert all(o.answer is not None for o in stage.engine.ask(with_clips(2), [1, 2], SCHEMA, 1.0, 64))
     for body in server.state.bodies:  # what an in-process engine is started with, less the server's own limits
         assert body["media_io_kwargs"] == timing["media_io_kwargs"] and body["mm_processor_kwargs"] == timing["mm_processor_kwargs"]
         assert "limit_mm_per_prompt" not in body
+    server.state.bodies.clear()
+    assert ask(stage.engine, 1)[0].answer is not None  # an image or text request goes to any server as it is
+    assert not {"media_io_kwargs", "mm_processor_kwargs"} & set(server.state.bodies[0])
 
     server.state.script = lambda n, attempt, body: (400, VLLM_REFUSAL)  # vLLM started without the flag
     with pytest.raises(EndpointError) as refused:
-        ask(stage.engine, 1)
+        stage.engine.ask(with_clips(1), [1], SCHEMA, 1.0, 64)
     io_flags = json.dumps(timing["media_io_kwargs"], separators=(",", ":"))
     assert str(refused.value) == (
         f"{server.base_url}: the server refuses the video judge's per-request frame timing; start it with "
@@ -361,5 +370,5 @@ def test_a_video_judges_frame_timing_rides_each_request_and_a_refusal_names_the_
 
     server.state.bodies.clear()
     server.state.script = good
-    assert ask(video_judge_stage(server, send_video_timing=False).engine, 1)[0].answer is not None  # the server has them
+    assert video_judge_stage(server, send_video_timing=False).engine.ask(with_clips(1), [1], SCHEMA, 1.0, 64)[0].answer  # the server has them
     assert not {"media_io_kwargs", "mm_processor_kwargs"} & set(server.state.bodies[0])

@@ -171,6 +171,24 @@ def test_preflight_refuses_pools_that_cannot_all_run_at_once():
         "than pool.num_gpus 4; the pools ask for 8 GPUs at once (judge.engines[0] (tiny-vlm) 8) but the cluster has 4: 4 short")
 
 
+
+def test_a_judge_of_no_configured_modality_asks_for_nothing_and_is_not_shown(tmp_path):
+    from tests.conftest import vipo, write_config
+    from vipo_build.preflight import pool_asks
+    from vipo_build.run import product_stages
+    from vipo_build.runtime.storage import Storage
+
+    raw = tiny_config(output=str(tmp_path / "out"))
+    raw["categories"] = {"aesthetics": {"pairs": 2}}  # images only: the tiny video judge has nothing to judge
+    config = PipelineConfig.model_validate(raw)
+    assert [(i, e.name) for i, e in config.judges_at_work()] == [(0, "tiny-vlm")] and not config.combines_judges()
+    assert [a.name for a in pool_asks(config) if a.name.startswith("judge")] == ["judge.engines[0] (tiny-vlm)"]
+    assert list(product_stages(config, Storage(str(tmp_path / "out"))).judges) == ["tiny-vlm"]
+    dry = vipo("run", str(write_config(tmp_path / "images.yaml", raw)), "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "judge: tiny-vlm (" in dry.stdout and "tiny-video-vlm" not in dry.stdout and "combined by" not in dry.stdout
+    assert PipelineConfig.model_validate(tiny_config()).combines_judges() is False  # each modality has one judge
+
 def simulated_run(tmp_path: Path, overgen: float = 1.0, judges: tuple[str, ...] = ("tiny-vlm",), **ray_overrides):
     """The product's driver, filters, storage and shard writer; simulated model stages (1 simulated s = 1 ms)."""
     from vipo_build.run import Run

@@ -164,8 +164,8 @@ def show_plan(config, plan, root: str) -> None:
                       markup=False, soft_wrap=True)
     generators = ", ".join(f"{g.name} ({g.modality}, {g.model})" for g in config.generate.generators)
     console.print(f"generators: {generators}", soft_wrap=True)
-    judges = ", ".join(f"{e.name} ({e.engine.model})" for e in config.judge.engines)
-    rule = f", combined by {config.judge.combine}" if len(config.judge.engines) > 1 else ""
+    judges = ", ".join(f"{e.name} ({e.engine.model})" for _, e in config.judges_at_work())
+    rule = f", combined by {config.judge.combine}" if config.combines_judges() else ""
     console.print(f"judge: {judges}, {config.judge.votes} votes x 2 orders each, threshold {config.judge.threshold}{rule}",
                   soft_wrap=True)
     console.print(f"prompt LLM: {config.prompts.engine.model}", soft_wrap=True)
@@ -180,7 +180,7 @@ def show_judge_views(config) -> None:
 
     modalities = sorted({config.category(c).modality for c in config.categories})
     j = config.judge
-    for engine in config.judge.engines:
+    for _, engine in config.judges_at_work():
         seen = []
         for modality in (m for m in modalities if m in engine.modalities):
             kind, output = view_kind(engine, modality), config.output_for(modality)

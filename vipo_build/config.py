@@ -382,8 +382,16 @@ class PipelineConfig(StrictModel):
     def judges_at_work(self, categories: Iterable[str] | None = None) -> list[tuple[int, JudgeEngineConfig]]:
         """The judges (with their index in judge.engines) of at least one of `categories` (default: the config's): a
         judge of modalities none of them has never starts its pool, so it asks for no resources and costs nothing."""
-        modalities = {self.category(name).modality for name in (self.categories if categories is None else categories)}
-        return [(i, e) for i, e in enumerate(self.judge.engines) if modalities & set(e.modalities)]
+        names = {e.name for m in self._modalities(categories) for e in self.judge.judges_for(m)}
+        return [(i, e) for i, e in enumerate(self.judge.engines) if e.name in names]
+
+    def combines_judges(self, categories: Iterable[str] | None = None) -> bool:
+        """Whether some of `categories` (default: the config's) has its pairs judged by several judges, whose
+        verdicts judge.combine then combines."""
+        return any(len(self.judge.judges_for(m)) > 1 for m in self._modalities(categories))
+
+    def _modalities(self, categories: Iterable[str] | None) -> set[str]:
+        return {self.category(name).modality for name in (self.categories if categories is None else categories)}
 
     def generators_for(self, modality: str) -> list[GeneratorConfig]:
         return [g for g in self.generate.generators if g.modality == modality]

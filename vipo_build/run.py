@@ -147,7 +147,7 @@ def product_stages(config: PipelineConfig, storage: Storage) -> Stages:
         filter=FilterStage(config.prompts, list(config.categories)),
         generators={g.name: GenerateStage(g, config.generate.image, config.generate.video, storage) for g in config.generate.generators},
         judges={e.name: JudgeStage(config.judge, e, config.seed, storage, clips=config.generate.video)
-                for e in config.judge.engines},
+                for _, e in config.judges_at_work()},  # an idle judge has no pool: it neither widens the window nor shows
         shards=WriteShardStage(config, storage),
     )
 

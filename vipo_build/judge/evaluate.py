@@ -108,27 +108,29 @@ def evaluate(judges: dict[str, JudgeStage], config: PipelineConfig, pairs: list[
     unit = config.generate.unit_size
     units = [(config.category(name), group[i : i + unit]) for name, group in by_category.items() for i in range(0, len(group), unit)]
     asked = [(category, [JudgeItem(p.pair_id, p.prompt, tuple(p.images)) for p in group]) for category, group in units]
-    missing = {n for category, _ in units for n in panel.judge_names(config.judge, category)} - judges.keys()
+    judged_by = [panel.judge_names(config.judge, category) for category, _ in units]  # each unit's judges
+    missing = {name for names in judged_by for name in names} - judges.keys()
     if missing:
-        raise ValueError(f"the pairs' categories are judged by {', '.join(sorted(missing))} too (config.judges_at_work)")
+        raise VipoError(f"the pairs' categories are judged by {', '.join(sorted(missing))} too: load config.judges_at_work")
     verdicts: dict[str, dict[int, list[Verdict]]] = {}  # judge -> unit index -> its verdicts
     for name, judge in judges.items():
-        mine = [i for i, (category, _) in enumerate(units) if name in panel.judge_names(config.judge, category)]
+        mine = [i for i, names in enumerate(judged_by) if name in names]  # the units of its modalities only
         per_call = judge.resources.units_per_call
         found = [v for start in range(0, len(mine), per_call) for v in judge.judge([asked[i] for i in mine[start : start + per_call]])]
         verdicts[name] = dict(zip(mine, found))
-    combined = [panel.combine(config.judge, category, {name: verdicts[name][i] for name in panel.judge_names(config.judge, category)})
+    combined = [panel.combine(config.judge, category, {name: verdicts[name][i] for name in judged_by[i]})
                 for i, (category, _) in enumerate(units)]
     categories, overall, results = _assess(units, combined)
+    paneled = config.combines_judges({category.name for category, _ in units})
     members = []
-    for name, judge in judges.items() if len(judges) > 1 else ():
+    for name, judge in judges.items() if paneled else ():
         own = sorted(verdicts[name])  # a judge is assessed on the pairs of its own modalities
         own_categories, own_overall, own_results = _assess([units[i] for i in own], [verdicts[name][i] for i in own])
         members.append(MemberEvaluation(judge=name, model=judge.judge_engine.engine.model, categories=own_categories,
                                         overall=own_overall, results=own_results))
     return JudgeEvaluation(
         judges=[f"{name} ({judge.judge_engine.engine.model})" for name, judge in judges.items()],
-        combine=config.judge.combine if len(judges) > 1 else None, pairs_file=pairs_file, layout=layout,
+        combine=config.judge.combine if paneled else None, pairs_file=pairs_file, layout=layout,
         votes=config.judge.votes, threshold=config.judge.threshold, categories=categories, overall=overall,
         results=results, per_judge=members,
     )

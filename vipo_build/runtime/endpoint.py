@@ -169,7 +169,8 @@ class EndpointClient:
                 slots=asyncio.Semaphore(self.config.max_concurrency),
                 watch=ServerWatch(client, self.config.wait_for_server_s),
                 validator=jsonschema.Draft202012Validator(schema),
-                request=request_options(self.config, schema, temperature, max_tokens, self.media_kwargs),
+                request=request_options(self.config, schema, temperature, max_tokens),
+                video_kwargs=self.media_kwargs if self.config.send_video_timing else {},
             )
             # gather keeps request order whatever order the answers arrive in.
             return list(await asyncio.gather(*(session.ask(m, seed) for m, seed in zip(messages, seeds))))
@@ -205,16 +206,17 @@ def run_sync(make_coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
 # Requests -------------------------------------------------------------------------------
 
 
-def request_options(config: EndpointConfig, schema: dict, temperature: float, max_tokens: int,
-                    media_kwargs: dict[str, dict]) -> dict[str, Any]:
+def request_options(config: EndpointConfig, schema: dict, temperature: float, max_tokens: int) -> dict[str, Any]:
     """Keyword arguments shared by every request of a call."""
     options: dict[str, Any] = {"model": config.model, "temperature": temperature, "max_tokens": max_tokens}
     if config.send_schema:
         # vLLM turns this into structured outputs (guided decoding), like the offline engine's json schema.
         options["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
-    if media_kwargs and config.send_video_timing:
-        options["extra_body"] = dict(media_kwargs)  # vLLM's request fields beside the OpenAI ones
     return options
+
+
+def carries_video(messages: list[dict]) -> bool:
+    return any(isinstance(m.get("content"), list) and any(p.get("type") == "video_url" for p in m["content"]) for m in messages)
 
 
 def image_encoder() -> Callable[[Image.Image], str]:
@@ -335,6 +337,7 @@ class Session:
     watch: ServerWatch
     validator: jsonschema.Draft202012Validator
     request: dict[str, Any]
+    video_kwargs: dict[str, dict]  # sent with the requests that carry a video (a server may refuse them: see TRUST_MM_FLAG)
 
     async def ask(self, messages: list[dict], seed: int) -> Outcome:
         """Ask until a valid answer comes back or the re-ask or retry budget is spent."""
@@ -366,14 +369,16 @@ class Session:
 
     async def _send(self, messages: list[dict], seed: int) -> str | None:
         """One request's answer text; failures sorted into Transient, Rejected and EndpointError."""
+        # vLLM's request fields beside the OpenAI ones; only where a video needs them, so image requests go to any server
+        video = self.video_kwargs if self.video_kwargs and carries_video(messages) else None
         try:
-            completion = await self.client.chat.completions.create(messages=messages, seed=seed, **self.request)
+            completion = await self.client.chat.completions.create(messages=messages, seed=seed, extra_body=video, **self.request)
         except openai.APITimeoutError:
             raise Transient(f"timed out after {self.config.timeout_s:g} s", server_down=False) from None
         except openai.APIConnectionError as error:
             raise Transient(f"connection failed ({type(error.__cause__ or error).__name__})", server_down=True) from None
         except openai.APIStatusError as error:
-            raise status_failure(self.config, error.status_code, error.message, self.request.get("extra_body")) from None
+            raise status_failure(self.config, error.status_code, error.message, video) from None
         return completion.choices[0].message.content if completion.choices else None
 
 
