@@ -71,7 +71,8 @@ class EndpointConfig(StrictModel):
     send_video_timing: bool = Field(
         True,
         json_schema_extra=RUNTIME_ONLY,
-        description="Send a video judge's frame timing (media_io_kwargs, mm_processor_kwargs) with each request; vLLM takes "
+        description="Send a video judge's frame timing (media_io_kwargs, mm_processor_kwargs) with each request that carries a "
+        "clip; vLLM takes "
         "them only from a server started with --trust-request-mm-kwargs. Off: start the server with the run's "
         "--media-io-kwargs and --mm-processor-kwargs instead (a refused request's error prints them).",
     )
@@ -102,7 +103,7 @@ class EndpointClient:
 
     def __init__(self, config: EndpointConfig, media_kwargs: dict[str, dict] | None = None):
         """`media_kwargs`: the multimodal settings an in-process engine would be started with (a video judge's
-        media_io_kwargs and mm_processor_kwargs); a server gets them with each request."""
+        media_io_kwargs and mm_processor_kwargs); a server gets them with each request that carries a clip."""
         self.config = config
         self.media_kwargs = media_kwargs or {}
         self._api_key = read_api_key(config)
@@ -216,6 +217,7 @@ def request_options(config: EndpointConfig, schema: dict, temperature: float, ma
 
 
 def carries_video(messages: list[dict]) -> bool:
+    """Whether a conversation holds a video part (a native video judge's clip)."""
     return any(isinstance(m.get("content"), list) and any(p.get("type") == "video_url" for p in m["content"]) for m in messages)
 
 
