@@ -23,6 +23,7 @@ from vipo_build.audit.command import audit
 from vipo_build.audit.model import AuditReport
 from vipo_build.config import PipelineConfig
 from vipo_build.errors import VipoError
+from vipo_build.judge import panel
 from vipo_build.layout import LOCK, RUN_JSON, SHARDS_DIR
 from vipo_build.records import Candidate, Pair, Prompt, Verdict, Vote
 from vipo_build.run import category_files
@@ -78,8 +79,8 @@ def write_caches(storage: Storage, config: PipelineConfig, category: str, kept: 
     verdicts = [p.verdict if i < kept else p.verdict.model_copy(update={"kept": False, "reason": ("tie", "low_agreement")[i % 2]})
                 for i, p in enumerate(pairs)]
     cache.write_prompts(storage, category, 0, prompts, [0], {})
-    for judge in config.judge.judges_for(config.category(category).modality):  # each judge's file, as a run writes them
-        cache.write_judged(storage, category, 0, judge.name, prompts, verdicts)
+    for judge in panel.judge_names(config.judge, config.category(category)):  # each judge's file, as a run writes them
+        cache.write_judged(storage, category, 0, judge, prompts, verdicts)
 
 
 def make_root(directory: Path, shards: int | None = None) -> Storage:
@@ -343,7 +344,7 @@ def test_judge_quality_covers_every_judged_pair_and_its_floors_fail_the_audit(tm
     assert code == 0, out
     # the same figures computed independently from the judged caches: every verdict, kept or dropped
     for category, figures in report.run.judge.categories.items():
-        verdicts = json.loads(storage.read_bytes(cache.judged_path(category, 0, config.judge.judges_for(config.category(category).modality)[0].name)))["verdicts"]
+        verdicts = json.loads(storage.read_bytes(cache.judged_path(category, 0, panel.judge_names(config.judge, config.category(category))[0])))["verdicts"]
         decided = [v for v in verdicts if v["chosen_side"] is not None]
         votes = [vote for v in verdicts for vote in v["votes"] if vote["valid"]]
         table = [[sum(vote["winner_side"] == side for vote in v["votes"] if vote["valid"]) for side in (0, 1, None)]
