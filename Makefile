@@ -17,7 +17,7 @@ tiny: tiny-models
 	.venv/bin/vipo-build run pipelines/tiny.yaml
 
 test: tiny-models browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 
 schema: setup
 	.venv/bin/vipo-build schema

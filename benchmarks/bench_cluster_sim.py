@@ -113,7 +113,7 @@ def main() -> None:
     storage = Storage(config.output)
     plan = ShardPlan.of(config)
     cpus = sum(p.actors * p.num_cpus for p in [config.shards.pool, *config.model_pools().values()])
-    ray.init(num_cpus=int(cpus) + 1, num_gpus=args.gpus, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=int(cpus) + 1, num_gpus=args.gpus, include_dashboard=False, log_to_driver=False,
              object_store_memory=2 * 2**30)
     pools = config.model_pools()
     print(f"simulated cluster: {args.gpus} GPUs; pools (actors x GPUs): "

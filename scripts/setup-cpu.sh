@@ -26,6 +26,7 @@ fi
 here="$(pwd -P)/vipo_build/__init__.py"
 installed=$("$venv/bin/python" -I -c 'import vipo_build; print(vipo_build.__file__)' 2>/dev/null || true)  # -I: not from the cwd
 if [ "$installed" != "$here" ]; then
-  "$venv/bin/pip" install --quiet --no-deps --no-build-isolation -e .
+  # setuptools asks every editable install to mind same-named folders in the cwd: nothing to act on
+  PYTHONWARNINGS="ignore:Editable installation" "$venv/bin/pip" install --quiet --no-deps --no-build-isolation -e .
 fi
 ln -sfn "$venv" .venv

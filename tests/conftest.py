@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from xdist.scheduler import LoadScopeScheduling
 
 from tests.sessions import run_in_session
 from vipo_build.config import load_config
@@ -22,6 +23,38 @@ LEAST_SHARE_FACET, LEAST_SHARE_VALUE = "hand_visibility", "one hand clearly visi
 # the tiny Wan's random clips move 0.22 to 0.45 frame widths a second: a floor among them makes the tiny run drop
 # some video pairs as static_clip
 TINY_MOTION_FLOOR = 0.26
+
+
+# `make test` runs the tests on two workers (pytest-xdist, `--dist loadscope`). A scope runs on one
+# worker, so the fixtures its tests share are set up once: a scope is a module, but the modules that
+# read the tiny run are one scope, so the run is made once. The two longest scopes (the crash tests,
+# the tiny run) go out first, one to each worker; the others fill in around them.
+TINY_RUN_MODULES = ("test_export.py", "test_facet_balance.py", "test_judge_eval.py", "test_run_tiny.py")
+TINY_RUN_SCOPE = "the tiny run"
+LONGEST_SCOPES = ("test_crash_safety.py", TINY_RUN_SCOPE)
+
+
+def scope(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return TINY_RUN_SCOPE if module in TINY_RUN_MODULES else module
+
+
+class TinyRunTogether(LoadScopeScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+        return scope(nodeid)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduling | None:
+    return TinyRunTogether(config, log) if config.getvalue("dist") == "loadscope" else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    strays = sorted({item.path.name for item in items if "tiny_run" in item.fixturenames} - set(TINY_RUN_MODULES))
+    if strays:
+        raise pytest.UsageError(f"{', '.join(strays)}: tests that read the tiny run; add the module to TINY_RUN_MODULES "
+                                "in tests/conftest.py, so that the run is made once")
+    rank = {name: i for i, name in enumerate(LONGEST_SCOPES)}
+    items.sort(key=lambda item: rank.get(scope(item.nodeid), len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,10 @@ import psutil
 import pytest
 
 RUN_TIMEOUT_S = 840  # below pytest's timeout (900 s), so a hang is reported here, with its stacks
+# Every process a test starts (a run, Ray's daemons and workers, vLLM's engines) inherits this mark,
+# so a test can tell what this pytest process started from what a worker beside it did.
+OWNER = "VIPO_TESTS_OWNER"
+os.environ[OWNER] = str(os.getpid())
 
 
 class SessionRun(subprocess.CompletedProcess):
@@ -72,3 +76,21 @@ def alive_in_session(session: int) -> list[int]:
         except (OSError, psutil.Error):
             pass  # gone
     return alive
+
+
+def started_here(process: psutil.Process) -> bool:
+    """Whether this pytest process, or something it started, started `process`."""
+    try:
+        return process.pid != os.getpid() and process.environ().get(OWNER) == os.environ[OWNER]
+    except psutil.Error:
+        return False  # gone, or not ours to read
+
+
+def kill_started_here() -> None:
+    """Kill whatever this pytest process started and left running (daemons included)."""
+    for process in psutil.process_iter():
+        if started_here(process):
+            try:
+                process.kill()
+            except psutil.Error:
+                pass  # gone

@@ -23,7 +23,7 @@ import yaml
 
 from tests.conftest import tiny_config, write_config
 from tests.s3 import CREDENTIALS, s3_server
-from tests.sessions import alive_in_session, run_in_session
+from tests.sessions import alive_in_session, kill_started_here, run_in_session, started_here
 from vipo_build.runtime import failpoints
 
 KILL_SEED = 20261126
@@ -58,15 +58,16 @@ def vipo(*args: str, env: dict | None = None, **failpoint_env: str) -> subproces
 
 
 def engines_left(since: float) -> list[str]:
-    """vLLM processes (engine cores, their workers and resource trackers) started since `since`
-    anywhere on this machine, outside this test process's own children."""
+    """vLLM processes (engine cores, their workers and resource trackers) started since `since` by this
+    test process's runs, wherever they were reparented, outside its own children."""
     ours = {p.pid for p in psutil.Process().children(recursive=True)}
     left = []
     for p in psutil.process_iter(["name", "cmdline", "create_time", "status"]):
         try:
             command = " ".join(p.info["cmdline"] or [])
             engine = p.info["name"].startswith(failpoints.ENGINE_PROCESS_PREFIX) or "vllm" in command
-            if engine and p.info["create_time"] >= since - 1 and p.pid not in ours and p.info["status"] != psutil.STATUS_ZOMBIE:
+            if (engine and p.info["create_time"] >= since - 1 and p.pid not in ours and p.info["status"] != psutil.STATUS_ZOMBIE
+                    and started_here(p)):
                 left.append(f"{p.pid} {p.info['name']}")
         except psutil.Error:
             pass  # gone
@@ -172,11 +173,12 @@ def test_sigkill_at_the_plan_and_shard_writes_then_resume_is_byte_identical(smal
     assert not {"prompts.part_written", "generate.batch", "judge.batch"} & {name for name, _ in events}  # no engine ran
 
 
-def forget_units(root: Path, units: list[str]) -> None:
-    """Drop units ("aesthetics/u000001") from the cache, and the shards: a resume generates and judges them again."""
+def forget_units(root: Path, units: list[str], files: str = "*") -> None:
+    """Drop units' cached `files` ("aesthetics/u000001"; all of them by default), and the shards: a resume makes
+    them again."""
     for unit in units:
         category, name = unit.split("/")
-        for cached in (root / "cache" / category).glob(f"{name}.*"):
+        for cached in (root / "cache" / category).glob(f"{name}.{files}"):
             cached.unlink()
     shutil.rmtree(root / "shards")
 
@@ -213,7 +215,7 @@ def test_a_unit_a_stage_always_fails_on_is_recorded_the_rest_is_written_and_retr
     last_key = [k for k in manifest_keys(reference) if k.startswith("aesthetics-")][-1]
     unit = f"aesthetics/{last_key.split('-')[1]}"  # a unit the dataset needs
     other = f"text_rendering/{[k for k in manifest_keys(reference) if k.startswith('text_rendering-')][-1].split('-')[1]}"
-    forget_units(out, [unit, other])
+    forget_units(out, [unit, other], files="*.judged.json")  # judged again, from their cached candidates
     once = yaml.safe_load(config.read_text())
     once["judge"]["engines"][0]["pool"]["retries"] = 0  # retries have their own tests; each would start an engine
     once["judge"]["engines"][0]["pool"]["units_per_call"] = 1  # without retries, a unit failing fails its call's others
@@ -393,4 +395,4 @@ def test_two_node_cluster_on_s3_spreads_the_work_survives_a_lost_node_and_writes
             secret = CREDENTIALS["AWS_SECRET_ACCESS_KEY"].encode()
             assert not [p for p in fs.find("vipo-test") if secret in fs.cat_file(p)]
     finally:
-        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+        kill_started_here()  # the two nodes' daemons; `ray stop` would also stop a local Ray of a test beside this one

@@ -61,7 +61,7 @@ def test_ray_data_reads_both_shard_sets(tiny_run):
     import ray
 
     _, root, _ = tiny_run
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         for kind in ("image", "video"):
             tars, manifests = shard_set(root, kind)

@@ -154,8 +154,10 @@ def _assess(units: list[tuple[Category, list[LabelledPair]]], verdicts: list[lis
 
 def show(evaluation: JudgeEvaluation, console: Console) -> None:
     rule = f", combined by {evaluation.combine}" if evaluation.combine else ""
-    table = Table(title=f"{', '.join(evaluation.judges)} on {evaluation.pairs_file} ({evaluation.layout}): "
-                        f"{evaluation.votes} votes x 2 orders, threshold {evaluation.threshold:g}{rule}")
+    # a line of its own, never cut: a table's title is clipped to the table's width, and model paths are long
+    console.print(f"{', '.join(evaluation.judges)} on {evaluation.pairs_file} ({evaluation.layout}): "
+                  f"{evaluation.votes} votes x 2 orders, threshold {evaluation.threshold:g}{rule}", soft_wrap=True)
+    table = Table()
     for column in ("category", "pairs", "accuracy (ties)", "accuracy (no ties)", "Cohen's kappa", "order consistency",
                    "first shown wins", "kept", "accuracy on kept"):
         table.add_column(column, justify="left" if column == "category" else "right")

@@ -134,6 +134,7 @@ _VOCAB_SIZE = 2000
 
 def _train(backend: Tokenizer, trainer: trainers.Trainer) -> Tokenizer:
     """Train `backend` in place on the embedded corpus (its normalizer, pre-tokenizer stay)."""
+    trainer.show_progress = False  # without a terminal its bars print only blank lines
     backend.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
     return backend
 

@@ -46,7 +46,8 @@ STORAGE_ENV_PREFIXES = ("AWS_", "FSSPEC_", "GOOGLE_", "GCS_", "AZURE_", "HF_")
 
 
 def start_ray(config: RayConfig) -> None:
-    """Join the cluster at config.address or $RAY_ADDRESS, else start a local Ray."""
+    """Join the cluster at config.address or $RAY_ADDRESS, else start a local Ray (never one that
+    `ray start` left running on this machine, which Ray's own default would join)."""
     if ray.is_initialized():
         return
     address = config.address or os.environ.get("RAY_ADDRESS")
@@ -60,6 +61,7 @@ def start_ray(config: RayConfig) -> None:
     # that it did on stderr at every run.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     ray.init(
+        address="local",
         num_cpus=config.num_cpus,
         object_store_memory=config.object_store_mb * 2**20 if config.object_store_mb else None,
         include_dashboard=False,
