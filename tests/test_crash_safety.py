@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import tiny_config, write_config
-from tests.s3 import CREDENTIALS, s3_server
+from tests.s3 import CREDENTIALS, free_port, s3_server
 from tests.sessions import alive_in_session, kill_started_here, run_in_session, started_here
 from vipo_build.runtime import failpoints
 
@@ -318,14 +318,6 @@ def test_s3_root_with_dropped_connections_and_a_kill(small, tmp_path):
 
 
 RAY = Path(sys.executable).with_name("ray")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stage_actors(raylet: psutil.Process) -> list[psutil.Process]:

@@ -72,9 +72,8 @@ class EndpointConfig(StrictModel):
         True,
         json_schema_extra=RUNTIME_ONLY,
         description="Send a video judge's frame timing (media_io_kwargs, mm_processor_kwargs) with each request that carries a "
-        "clip; vLLM takes "
-        "them only from a server started with --trust-request-mm-kwargs. Off: start the server with the run's "
-        "--media-io-kwargs and --mm-processor-kwargs instead (a refused request's error prints them).",
+        "clip; vLLM takes them only from a server started with --trust-request-mm-kwargs. Off: start the server with the "
+        "run's --media-io-kwargs and --mm-processor-kwargs instead (a refused request's error prints them).",
     )
 
     @model_validator(mode="after")
